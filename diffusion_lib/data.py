@@ -88,3 +88,16 @@ def load_photo(name: str = "grace_hopper", size: int = 64) -> torch.Tensor:
     x = x[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
     x = torch.nn.functional.interpolate(x[None], size=(size, size), mode="area")[0]
     return x * 2 - 1
+
+
+DATASETS = ("digits",)
+
+
+def load_dataset(name: str, split: str = "train", root: str | None = None, download: bool = False) -> ImageSet:
+    """Load a data set of the course by name: "digits" (offline default).
+
+    root: folder of the IDX files for MNIST-style sets; download: fetch them once when missing.
+    """
+    if name == "digits":
+        return load_digits(split)
+    raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
