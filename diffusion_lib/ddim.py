@@ -68,9 +68,9 @@ def ddim_step(xt: torch.Tensor, t, t_prev, eps: torch.Tensor, schedule: Schedule
         if noise is None:
             raise ValueError(f"eta = {eta} > 0 adds noise: pass noise of shape {tuple(xt.shape)}")
         check_same_shape(xt, noise, "xt", "noise")
-    _check_order(t, t_prev, xt.shape[0])
     f64 = torch.float32 if xt.device.type == "mps" else torch.float64     # MPS has no float64
     ab_prev = gather(schedule.alpha_bars, t_prev, xt, lo=0, name="t_prev", dtype=f64)
+    _check_order(t, t_prev, xt.shape[0])
     sigma = ddim_sigma(schedule, t, t_prev, eta, xt).to(f64)
     dir_coef = (1 - ab_prev - sigma ** 2)
     if eta > 1 and bool((dir_coef < -1e-12).any()):     # eta <= 1 keeps it >= 0 (eq. 16)
@@ -114,7 +114,7 @@ def ddim_sample(model, shape, schedule: Schedule, steps: int = 50, eta: float = 
     if not isinstance(eta, numbers.Real) or not eta >= 0:
         raise ValueError(f"eta must be a number >= 0, got {eta!r}")
     device = resolve_device(model, x_T, device, generator)
-    x = start_noise(shape if x_T is None else x_T.shape, x_T, generator, device)
+    x = start_noise(shape, x_T, generator, device)
     for i in steps_bar(range(len(taus)), progress, f"DDIM eta={eta}"):
         t, t_prev = taus[i], (taus[i + 1] if i + 1 < len(taus) else 0)
         eps_hat = call_model(model, x, t)

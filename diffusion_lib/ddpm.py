@@ -56,7 +56,7 @@ def ddpm_sample(model, shape, schedule: Schedule, generator: torch.Generator | N
     """
     check_choice(variance, "variance", VARIANCES)
     device = resolve_device(model, x_T, device, generator)
-    x = start_noise(shape if x_T is None else x_T.shape, x_T, generator, device)
+    x = start_noise(shape, x_T, generator, device)
     for t in steps_bar(range(schedule.T, 0, -1), progress, "DDPM"):
         eps_hat = call_model(model, x, t)
         noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=device)
