@@ -25,11 +25,15 @@ def check_tensor(x, name: str, min_ndim: int = 1) -> torch.Tensor:
 
 
 def check_same_shape(a: torch.Tensor, b, name_a: str, name_b: str) -> None:
-    """Raise ValueError unless `b` is a tensor with exactly the shape of `a`."""
+    """Raise unless `b` is a tensor with the shape, dtype and device of `a`."""
     check_tensor(b, name_b)
     if a.shape != b.shape:
         raise ValueError(f"{name_b} must have the shape of {name_a} {tuple(a.shape)}, "
                          f"got {tuple(b.shape)}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name_b} must have the dtype of {name_a} ({a.dtype}), got {b.dtype}")
+    if a.device != b.device:
+        raise ValueError(f"{name_b} must be on {name_a}'s device ({a.device}), got {b.device}")
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:

@@ -23,8 +23,9 @@ def q_step(x_prev: torch.Tensor, t, schedule: Schedule, noise: torch.Tensor) -> 
     check_tensor(x_prev, "x_prev")
     check_same_shape(x_prev, noise, "x_prev", "noise")
     # coefficients in float64, cast at use (DESIGN.md, "Precision")
-    sqrt_alpha_t = gather(schedule.alphas.sqrt(), t, x_prev, lo=1)
-    sqrt_beta_t = gather(schedule.betas.sqrt(), t, x_prev, lo=1)
+    name = "t (q_step makes x_t from x_{t-1}, so t >= 1)"
+    sqrt_alpha_t = gather(schedule.alphas.sqrt(), t, x_prev, lo=1, name=name)
+    sqrt_beta_t = gather(schedule.betas.sqrt(), t, x_prev, lo=1, name=name)
     return sqrt_alpha_t * x_prev + sqrt_beta_t * noise          # DDPM eq. (2); notebooks/01, sec. 1
 
 

@@ -33,7 +33,8 @@ class Schedule:
                     the posterior variance, 0 at t = 0 and t = 1
 
     Build one with `linear_schedule` or `cosine_schedule`, or `Schedule(betas)` from any
-    (T+1,) array with betas[0] = 0 and 0 < betas[t] < 1 for t >= 1.
+    (T+1,) array with betas[0] = 0 and 0 < betas[t] < 1 for t >= 1. The dataclass is frozen but
+    its tensors are not: treat them as read-only (build a new Schedule to change betas).
     """
 
     betas: torch.Tensor
@@ -88,6 +89,9 @@ def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0
     notebooks/01_forward_process.ipynb, sec. 3.
     """
     _check_T(T)
+    if T < 2:
+        raise ValueError(f"linear_schedule needs T >= 2 (beta runs from beta_start at t = 1 to "
+                         f"beta_end at t = T), got T={T}; build Schedule(betas) for one step")
     if not (0 < beta_start < 1 and 0 < beta_end < 1):
         raise ValueError(f"beta_start and beta_end must lie strictly between 0 and 1, got "
                          f"beta_start={beta_start}, beta_end={beta_end}")
