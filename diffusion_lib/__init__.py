@@ -10,13 +10,13 @@ from .elbo import (bits_per_dim, decoder_nll, discretized_gaussian_log_likelihoo
 from .forward import q_sample, q_step
 from .interpolate import lerp, slerp
 from .posterior import mean_from_eps, posterior_mean_var, predict_eps, predict_x0
-from .schedules import Schedule, cosine_schedule, gather, linear_schedule
+from .schedules import Schedule, cosine_schedule, gather, linear_schedule, scaled_linear_schedule
 from .toy import GaussianMixture, gaussian
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Schedule", "linear_schedule", "cosine_schedule", "gather",
+    "Schedule", "linear_schedule", "scaled_linear_schedule", "cosine_schedule", "gather",
     "q_step", "q_sample",
     "posterior_mean_var", "predict_x0", "predict_eps", "mean_from_eps",
     "normal_kl", "prior_kl", "step_kl", "decoder_nll", "discretized_gaussian_log_likelihood",

@@ -28,8 +28,8 @@ def normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
         raise TypeError("normal_kl needs at least one torch.Tensor argument")
     logvar1, logvar2 = (torch.as_tensor(v, dtype=torch.float64) if not isinstance(v, torch.Tensor)
                         else v for v in (logvar1, logvar2))
-    return 0.5 * (logvar2 - logvar1 + torch.exp(logvar1 - logvar2)
-                  + (mean1 - mean2) ** 2 * torch.exp(-logvar2) - 1.0)
+    d = logvar1 - logvar2                     # exp(d) - 1 - d, written with expm1 to stay exact
+    return 0.5 * (torch.expm1(d) - d + (mean1 - mean2) ** 2 * torch.exp(-logvar2))  # when d ~ 0
 
 
 def _sum_per_sample(x: torch.Tensor) -> torch.Tensor:

@@ -103,6 +103,19 @@ def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0
     return Schedule(betas, name="linear (Ho et al. 2020)")
 
 
+def scaled_linear_schedule(T: int, max_beta: float = 0.999) -> Schedule:
+    """DDPM's linear schedule stretched to T steps: betas 1e-4 * 1000/T .. 0.02 * 1000/T, clipped.
+
+    Scaling the betas by 1000/T keeps sum(beta_t) ~ 10 and alpha_bar_T small for every T, so runs
+    with different T are comparable (Nichol & Dhariwal 2021, sec. 2.4 scale DDPM's betas the
+    same way). Betas are clipped at max_beta for T <= 20. notebooks/03, sec. 6.
+    """
+    _check_T(T)
+    betas = torch.zeros(T + 1, dtype=torch.float64)
+    betas[1:] = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64).clamp(max=max_beta)
+    return Schedule(betas, name=f"linear (Ho et al. 2020) rescaled to T={T}")
+
+
 def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Schedule:
     """Cosine schedule (Nichol & Dhariwal 2021, eq. 17), betas clipped at `max_beta`.
 

@@ -27,7 +27,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from diffusion_lib import (Schedule, bits_per_dim, cosine_schedule, decoder_nll,
+from diffusion_lib import (Schedule, scaled_linear_schedule, bits_per_dim, cosine_schedule, decoder_nll,
                            discretized_gaussian_log_likelihood, elbo_terms, gather, gaussian,
                            GaussianMixture, linear_schedule, mean_from_eps, normal_kl,
                            posterior_mean_var, prior_kl, q_sample, q_step, reverse_variance,
@@ -50,12 +50,6 @@ def one_thread():
 def gen(seed):
     return torch.Generator().manual_seed(seed)
 
-
-def rescaled_linear(T):
-    """DDPM's linear schedule stretched to T steps (sum of betas ~ 10), clipped below 1."""
-    betas = torch.zeros(T + 1, dtype=F64)
-    betas[1:] = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=F64).clamp(max=0.999)
-    return Schedule(betas)
 
 
 def log_normal(x, mean, var):
@@ -96,7 +90,7 @@ def test_normal_kl_matches_monte_carlo(m1, v1, m2, v2):
 
 # ----------------------------------------------------------------------------- prior_kl = L_T
 
-@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), rescaled_linear(10)],
+@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), scaled_linear_schedule(10)],
                          ids=["linear", "cosine", "rescaled10"])
 def test_prior_kl_at_zero_is_kl_of_the_narrowed_gaussian(schedule):
     ab_T = schedule.alpha_bars[-1]
@@ -190,7 +184,7 @@ def test_bits_per_dim():
 
 def test_elbo_terms_shape_and_columns():
     # elbo_terms draws one noise per t in the order t = 1, 2, ..., T from the generator
-    sched = rescaled_linear(12)
+    sched = scaled_linear_schedule(12)
     data = gaussian([0.1, -0.2, 0.3], [0.5, 0.4, 0.3])
     model = data.eps_model(sched)
     x0 = data.sample(7, gen(6))
@@ -225,7 +219,7 @@ def expected_neg_elbo(mu, s, schedule, variance):
 def test_expected_bound_closed_form_is_entropy_plus_chain_kl(T, variance):
     # the oracle above, checked exactly: E[-ELBO] - H[x_0] = KL(q(x_{0:T}) || p(x_{0:T})), which for
     # Gaussian data is the prior mismatch plus one variance KL per step (notebooks/03, eq. 6.5)
-    sched, mu, s = rescaled_linear(T), 0.3, 0.5
+    sched, mu, s = scaled_linear_schedule(T), 0.3, 0.5
     ab, b = sched.alpha_bars, sched.betas
     m = ab * s ** 2 + 1 - ab                                  # Var(x_t)
     v = b[1:] * m[:-1] / m[1:]                                # Var(x_{t-1} | x_t)
@@ -239,7 +233,7 @@ def test_expected_bound_closed_form_is_entropy_plus_chain_kl(T, variance):
 
 @pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
 def test_gaussian_data_bound_with_the_optimal_model(variance):
-    sched = rescaled_linear(20)
+    sched = scaled_linear_schedule(20)
     mu, s = 0.3, 0.5
     data = gaussian(mu, s)
     x0 = data.sample(20_000, gen(8))
@@ -255,7 +249,7 @@ def test_gaussian_data_bound_with_the_optimal_model(variance):
 def test_standard_normal_data_with_beta_variance_has_a_tight_bound():
     # x_0 ~ N(0, 1): q(x_t) = N(0, 1) for every t and the true reverse variance is beta_t, so with the
     # optimal mean and sigma_t^2 = beta_t the bound equals log p(x_0) on average (notebooks/03, sec. 6)
-    sched = rescaled_linear(20)
+    sched = scaled_linear_schedule(20)
     data = gaussian(0.0, 1.0)
     x0 = data.sample(20_000, gen(10))
     gap = elbo_terms(data.eps_model(sched), x0, sched, generator=gen(11), variance="beta",
@@ -288,7 +282,7 @@ def chain_log_ratio(x0, schedule, model, generator):
 
 
 def test_full_chain_log_ratio_equals_the_analytic_terms():
-    sched = rescaled_linear(50)           # at T = 20 the huge late betas make the chain estimate noisy
+    sched = scaled_linear_schedule(50)           # at T = 20 the huge late betas make the chain estimate noisy
     mixture = GaussianMixture([0.3, 0.7], [[-0.6], [0.5]], [[0.15], [0.25]])
     eps_star = mixture.eps_model(sched)
     model = lambda xt, t: 0.8 * eps_star(xt, t)       # a given, imperfect model
@@ -359,7 +353,7 @@ def test_discretized_rejects_one_level():
 ], ids=["simple_loss_weights", "reverse_variance", "elbo_terms"])
 def test_unknown_variance_is_rejected(call):
     with pytest.raises(ValueError, match="variance must be one of"):
-        call(rescaled_linear(5))
+        call(scaled_linear_schedule(5))
 
 
 def test_normal_kl_needs_a_tensor():
