@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from ._checks import check_finite, check_tensor
-from .data import ImageSet, data_home, load_dataset, load_digits
+from .data import ImageSet, load_dataset, load_digits
+from .mnist import data_home
 from .devices import pick_device
 from .elbo import bits_per_dim, elbo_terms
 

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lib import data
-from diffusion_lib.data import load_dataset, load_mnist, read_idx
+from diffusion_lib import mnist
+from diffusion_lib.data import load_dataset
+from diffusion_lib.mnist import load_mnist, read_idx
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
@@ -40,7 +41,7 @@ def small_split(n: int = 12, seed: int = 0):
 def write_split(folder: Path, part: str = "test", n: int = 12, compress: bool = True, seed: int = 0):
     """Write images and labels of one split as IDX (gzip by default); return the arrays."""
     images, labels = small_split(n, seed)
-    names = data.IDX_FILES[part]
+    names = mnist.IDX_FILES[part]
     for name, array, magic in ((names[0], images, 2051), (names[1], labels, 2049)):
         raw = idx_bytes(array, magic)
         path = folder / (name + ".gz" if compress else name)
@@ -122,7 +123,7 @@ def test_truncated_gzip_is_refused(tmp_path):
 
 def test_mismatched_counts_and_bad_labels_are_refused(tmp_path):
     write_split(tmp_path, n=6)
-    names = data.IDX_FILES["test"]
+    names = mnist.IDX_FILES["test"]
     (tmp_path / (names[1] + ".gz")).write_bytes(gzip.compress(idx_bytes(np.arange(5) % 10, 2049)))
     with pytest.raises(ValueError, match="6 images and 5 labels"):
         load_mnist("mnist", "test", root=tmp_path)
@@ -152,9 +153,9 @@ def test_load_dataset_dispatch_and_unknown_names():
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DIFFUSION_LIB_DATA", str(tmp_path))
-    assert data.data_home("mnist") == tmp_path / "mnist"
+    assert mnist.data_home("mnist") == tmp_path / "mnist"
     monkeypatch.delenv("DIFFUSION_LIB_DATA")
-    assert data.data_home("mnist") == Path.home() / ".cache" / "diffusion_lib" / "mnist"
+    assert mnist.data_home("mnist") == Path.home() / ".cache" / "diffusion_lib" / "mnist"
 
 
 # --- the download, served locally ----------------------------------------------------------------
@@ -186,9 +187,9 @@ def server(tmp_path, monkeypatch):
     served = tmp_path / "served"
     served.mkdir()
     write_split(served, "test")
-    for name in data.IDX_FILES["test"]:
+    for name in mnist.IDX_FILES["test"]:
         sha = hashlib.sha256((served / (name + ".gz")).read_bytes()).hexdigest()
-        monkeypatch.setitem(data.SOURCES["mnist"]["sha256"], name + ".gz", sha)
+        monkeypatch.setitem(mnist.SOURCES["mnist"]["sha256"], name + ".gz", sha)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(served)))
     httpd.requests = []
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -220,7 +221,7 @@ def test_download_goes_to_the_cache_folder_by_default(server, tmp_path, monkeypa
 
 def test_wrong_checksum_is_refused_and_nothing_is_kept(server, tmp_path, monkeypatch):
     _, url, _ = server
-    monkeypatch.setitem(data.SOURCES["mnist"]["sha256"], "t10k-images-idx3-ubyte.gz", "0" * 64)
+    monkeypatch.setitem(mnist.SOURCES["mnist"]["sha256"], "t10k-images-idx3-ubyte.gz", "0" * 64)
     cache = tmp_path / "cache"
     with pytest.raises(ValueError, match="checksum mismatch.*t10k-images-idx3-ubyte.gz"):
         load_mnist("mnist", "test", root=cache, download=True, base_url=url, progress=False)
@@ -231,9 +232,9 @@ def test_truncated_download_is_refused_and_nothing_is_kept(server, tmp_path):
     _, url, served = server
     cache = tmp_path / "cache"
     name = "t10k-images-idx3-ubyte.gz"
-    sha = data.SOURCES["mnist"]["sha256"][name]
+    sha = mnist.SOURCES["mnist"]["sha256"][name]
     with pytest.raises(ValueError, match="truncated"):
-        data.download_file(url + "short/" + name, cache / name, sha, progress=False)
+        mnist.download_file(url + "short/" + name, cache / name, sha, progress=False)
     assert list(cache.iterdir()) == []
 
 
@@ -243,10 +244,10 @@ def test_file_urls_work_and_are_verified(tmp_path):
     write_split(served, "test")
     name = "t10k-labels-idx1-ubyte.gz"
     sha = hashlib.sha256((served / name).read_bytes()).hexdigest()
-    dest = data.download_file((served / name).as_uri(), tmp_path / "out" / name, sha, progress=False)
+    dest = mnist.download_file((served / name).as_uri(), tmp_path / "out" / name, sha, progress=False)
     assert dest.read_bytes() == (served / name).read_bytes()
     with pytest.raises(ValueError, match="checksum mismatch"):
-        data.download_file((served / name).as_uri(), tmp_path / "out2" / name, "f" * 64, progress=False)
+        mnist.download_file((served / name).as_uri(), tmp_path / "out2" / name, "f" * 64, progress=False)
     assert list((tmp_path / "out2").iterdir()) == []
 
 
@@ -260,9 +261,9 @@ def test_unreachable_server_gives_a_clear_error(tmp_path):
 
 
 def test_published_checksums_are_sha256_hex():
-    for source in data.SOURCES.values():
+    for source in mnist.SOURCES.values():
         assert sorted(source["sha256"]) == sorted(n + ".gz" for part in ("train", "test")
-                                                  for n in data.IDX_FILES[part])
+                                                  for n in mnist.IDX_FILES[part])
         assert all(len(h) == 64 and int(h, 16) >= 0 for h in source["sha256"].values())
 
 
