@@ -12,6 +12,9 @@ from .interpolate import lerp, slerp
 from .posterior import mean_from_eps, posterior_mean_var, predict_eps, predict_x0
 from .schedules import Schedule, cosine_schedule, gather, linear_schedule, scaled_linear_schedule
 from .toy import GaussianMixture, gaussian
+from .unet import UNet, UNetConfig, model_summary, timestep_embedding, unet_config_for
+from .train import PRESETS, NonFiniteLossError, TrainConfig, TrainResult, loss_on_batch  # train(): diffusion_lib.train.train
+from .checkpoint import CheckpointError, export_ema, load_checkpoint, load_model, save_checkpoint
 
 __version__ = "0.1.0"
 
@@ -25,4 +28,7 @@ __all__ = [
     "ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_sample", "ddim_invert",
     "slerp", "lerp",
     "GaussianMixture", "gaussian",
+    "UNet", "UNetConfig", "model_summary", "timestep_embedding", "unet_config_for",
+    "TrainConfig", "PRESETS", "TrainResult", "NonFiniteLossError", "loss_on_batch",
+    "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "export_ema",
 ]

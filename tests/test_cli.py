@@ -1,0 +1,148 @@
+"""Tests of the command line, python -m diffusion_lib (diffusion_lib/cli.py).
+
+What they check: train -> sample (DDIM and DDPM) end to end in real subprocesses on the `fast`
+preset, giving .npy files of the right shape, dtype float32 and range [-1, 1]; sampling is
+reproducible from its seed; export keeps a loadable EMA-only file; evaluate prints FD with its
+floor and bits/dim (when diffusion_lib/metrics.py is importable); bad input (unknown data set,
+missing or empty checkpoint, steps > T, negative eta, -n 0, DDIM options with DDPM, an existing
+--out without --resume) exits non-zero with exactly one line on stderr and no traceback, and
+--debug shows the traceback.
+
+All checks are deterministic (seeded, one CPU thread): designed false-failure rate 0 per test
+and for the module. Three subprocesses (train, DDIM sample, a bad input); the rest runs in-process through main().
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_lib.checkpoint import CheckpointError, load_model
+from diffusion_lib.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args, timeout=300):
+    """Run python -m diffusion_lib in a subprocess; returns (status, stdout, stderr)."""
+    p = subprocess.run([sys.executable, "-m", "diffusion_lib", *map(str, args)], capture_output=True,
+                       text=True, env=ENV, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "fast.pt"
+    status, stdout, stderr = cli("train", "--data", "digits", "--preset", "fast", "--steps", 30, "--seed", 0,
+                                 "--out", out, "--device", "cpu", "--threads", 1, "--no-progress")
+    assert status == 0, stderr
+    assert "trained to step 30" in stdout and out.is_file()
+    return out
+
+
+def test_train_then_sample_ddim_and_ddpm(checkpoint, tmp_path, capsys):
+    ddim, ddpm = tmp_path / "ddim.npy", tmp_path / "ddpm.npy"
+    status, stdout, stderr = cli("sample", "--checkpoint", checkpoint, "--sampler", "ddim", "--steps", 10,
+                                 "--eta", 0, "-n", 6, "--batch-size", 4, "--seed", 0, "--out", ddim,
+                                 "--threads", 1, "--no-progress")
+    assert status == 0, stderr
+    assert "DDIM-10" in stdout and str(ddim) in stdout
+    # DDPM runs all T = 1000 steps: in this process, to spare another start of Python.
+    assert main(["sample", "--checkpoint", str(checkpoint), "--sampler", "ddpm", "-n", "3", "--seed", "0",
+                 "--out", str(ddpm), "--no-progress"]) == 0, capsys.readouterr().err
+    for path, n in ((ddim, 6), (ddpm, 3)):
+        x = np.load(path)
+        assert x.shape == (n, 1, 8, 8) and x.dtype == np.float32
+        assert np.isfinite(x).all() and x.min() >= -1 and x.max() <= 1
+        assert x.std() > 0.05                       # not a constant image
+
+
+def test_sampling_is_reproducible_from_its_seed(checkpoint, tmp_path, capsys):
+    files = [tmp_path / f"{name}.npy" for name in ("a", "b", "c")]
+    for path, seed in zip(files, (0, 0, 1)):
+        assert main(["sample", "--checkpoint", str(checkpoint), "--steps", "5", "-n", "4", "--seed", str(seed),
+                     "--out", str(path), "--no-progress"]) == 0
+    a, b, c = (np.load(p) for p in files)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_export_keeps_the_ema_weights(checkpoint, tmp_path, capsys):
+    small = tmp_path / "small.pt"
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(small)]) == 0
+    ema_small, _, info = load_model(small)
+    ema_full, _, _ = load_model(checkpoint)
+    assert not info["resumable"] and small.stat().st_size < checkpoint.stat().st_size
+    assert all(torch.equal(a, b) for a, b in zip(ema_small.state_dict().values(), ema_full.state_dict().values()))
+
+
+def test_evaluate_prints_fd_and_bits_per_dim(checkpoint, tmp_path, capsys):
+    pytest.importorskip("diffusion_lib.metrics")
+    report = tmp_path / "metrics.json"
+    status = main(["evaluate", "--checkpoint", str(checkpoint), "-n", "20", "--steps", "5",
+                   "--bpd-images", "4", "--json", str(report), "--device", "cpu", "--no-progress"])
+    out = capsys.readouterr().out
+    assert status == 0 and "FD" in out and "bits/dim" in out
+    numbers = json.loads(report.read_text())
+    assert numbers["fd"] >= 0 and numbers["floor"] > 0 and numbers["n"] == 20
+    assert np.isfinite(numbers["bpd"]) and numbers["bpd"] > 0 and numbers["bpd_se"] >= 0
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    return err
+
+
+def test_bad_input_gives_one_line_and_a_non_zero_status(checkpoint, tmp_path, capsys):
+    ck, npy = str(checkpoint), str(tmp_path / "x.npy")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    cases = [  # (arguments, expected status, text the message must contain)
+        (["train", "--data", "no-such-set", "--out", str(tmp_path / "n.pt")], 1, "no-such-set"),
+        (["train", "--preset", "huge"], 2, "huge"),
+        (["train", "--out", ck], 1, "--resume"),
+        (["train", "--resume", "--out", str(tmp_path / "none.pt"), "--preset", "fast"], 1, "does not exist"),
+        (["sample", "--checkpoint", str(tmp_path / "none.pt"), "--out", npy], 1, "does not exist"),
+        (["sample", "--checkpoint", str(tmp_path / "empty.pt"), "--out", npy], 1, "empty"),
+        (["sample", "--checkpoint", ck, "--steps", "2000", "--out", npy], 2, "1..T = 1..1000"),
+        (["sample", "--checkpoint", ck, "--eta", "-0.5", "--out", npy], 2, "eta"),
+        (["sample", "--checkpoint", ck, "-n", "0", "--out", npy], 2, "positive"),
+        (["sample", "--checkpoint", ck, "--sampler", "ddpm", "--steps", "10", "--out", npy], 2, "DDIM settings"),
+        (["sample", "--checkpoint", ck, "--sampler", "euler", "--out", npy], 2, "euler"),
+        (["sample", "--checkpoint", ck, "--out", str(tmp_path / "x.txt")], 2, ".npy"),
+        (["evaluate", "--checkpoint", str(tmp_path / "none.pt")], 1, "does not exist"),
+        ([], 2, "command"),
+    ]
+    for args, status, text in cases:
+        assert main(args) == status, args
+        assert text in one_error_line(capsys), args
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("diffusion_lib.train.train", interrupted)
+    assert main(["train", "--out", str(tmp_path / "k.pt")]) == 130
+    one_error_line(capsys)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    missing = tmp_path / "none.pt"
+    with pytest.raises(CheckpointError, match="does not exist"):
+        main(["sample", "--checkpoint", str(missing), "--out", str(tmp_path / "x.npy"), "--debug"])
+    status, _, err = cli("sample", "--checkpoint", missing, "--out", tmp_path / "x.npy")    # the real entry point
+    assert status == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("error: checkpoint") and "does not exist" in err
