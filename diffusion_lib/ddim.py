@@ -143,7 +143,7 @@ def ddim_invert(model, x0: torch.Tensor, schedule: Schedule, steps: int = 50, pr
     for t in steps_bar(taus, progress, "DDIM inversion"):
         eps_hat = call_model(model, x, t)
         x0_hat = predict_x0(x, s, eps_hat, schedule)             # DDIM eq. (9) at time s
-        x = (gather(schedule.alpha_bars.sqrt(), t, x) * x0_hat
-             + gather((1 - schedule.alpha_bars).sqrt(), t, x) * eps_hat)  # DDIM eq. (12), sigma = 0, s -> t
+        x = (gather(schedule.sqrt_alpha_bars, t, x) * x0_hat
+             + gather(schedule.sqrt_one_minus_alpha_bars, t, x) * eps_hat)  # DDIM eq. (12), sigma = 0, s -> t
         s = t
     return x

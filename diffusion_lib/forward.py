@@ -40,6 +40,6 @@ def q_sample(x0: torch.Tensor, t, schedule: Schedule, noise: torch.Tensor) -> to
     """
     check_tensor(x0, "x0")
     check_same_shape(x0, noise, "x0", "noise")
-    sqrt_alpha_bar_t = gather(schedule.alpha_bars.sqrt(), t, x0, lo=0)
-    sqrt_one_minus_alpha_bar_t = gather((1 - schedule.alpha_bars).sqrt(), t, x0, lo=0)
+    sqrt_alpha_bar_t = gather(schedule.sqrt_alpha_bars, t, x0, lo=0)
+    sqrt_one_minus_alpha_bar_t = gather(schedule.sqrt_one_minus_alpha_bars, t, x0, lo=0)
     return sqrt_alpha_bar_t * x0 + sqrt_one_minus_alpha_bar_t * noise  # DDPM eq. (4); notebooks/01, sec. 2

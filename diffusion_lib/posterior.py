@@ -49,8 +49,8 @@ def predict_x0(xt: torch.Tensor, t, eps: torch.Tensor, schedule: Schedule) -> to
     """
     check_tensor(xt, "xt")
     check_same_shape(xt, eps, "xt", "eps")
-    sqrt_alpha_bar_t = gather(schedule.alpha_bars.sqrt(), t, xt, lo=0)
-    sqrt_one_minus_alpha_bar_t = gather((1 - schedule.alpha_bars).sqrt(), t, xt, lo=0)
+    sqrt_alpha_bar_t = gather(schedule.sqrt_alpha_bars, t, xt, lo=0)
+    sqrt_one_minus_alpha_bar_t = gather(schedule.sqrt_one_minus_alpha_bars, t, xt, lo=0)
     return (xt - sqrt_one_minus_alpha_bar_t * eps) / sqrt_alpha_bar_t   # DDPM eq. (15); notebooks/02, sec. 4
 
 
@@ -64,8 +64,8 @@ def predict_eps(xt: torch.Tensor, t, x0: torch.Tensor, schedule: Schedule) -> to
     """
     check_tensor(xt, "xt")
     check_same_shape(xt, x0, "xt", "x0")
-    sqrt_alpha_bar_t = gather(schedule.alpha_bars.sqrt(), t, xt, lo=1)
-    sqrt_one_minus_alpha_bar_t = gather((1 - schedule.alpha_bars).sqrt(), t, xt, lo=1)
+    sqrt_alpha_bar_t = gather(schedule.sqrt_alpha_bars, t, xt, lo=1)
+    sqrt_one_minus_alpha_bar_t = gather(schedule.sqrt_one_minus_alpha_bars, t, xt, lo=1)
     return (xt - sqrt_alpha_bar_t * x0) / sqrt_one_minus_alpha_bar_t   # DDPM eq. (4); notebooks/02, sec. 4
 
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -68,6 +70,16 @@ class Schedule:
     def T(self) -> int:
         """Number of diffusion steps; arrays have length T+1."""
         return self.betas.numel() - 1
+
+    @cached_property
+    def sqrt_alpha_bars(self) -> torch.Tensor:
+        """sqrt(alpha_bar_t), the signal coefficient of DDPM eq. (4); float64 (T+1,)."""
+        return self.alpha_bars.sqrt()
+
+    @cached_property
+    def sqrt_one_minus_alpha_bars(self) -> torch.Tensor:
+        """sqrt(1 - alpha_bar_t), the noise coefficient of DDPM eq. (4); float64 (T+1,)."""
+        return (1 - self.alpha_bars).sqrt()
 
     @property
     def snr(self) -> torch.Tensor:
@@ -152,7 +164,22 @@ def gather(values: torch.Tensor, t, like: torch.Tensor, lo: int = 0, name: str =
         as_time(t, like.shape[0], lo, T, "cpu", name=name)      # range check only
         return torch.full(shape, float(values[t]), dtype=dtype, device=like.device)
     t = as_time(t, like.shape[0], lo, T, like.device, name=name)
-    return values.to(device=like.device, dtype=dtype)[t].reshape(shape)
+    return _on_device(values, like.device, dtype)[t].reshape(shape)
+
+
+_DEVICE_COPIES: "weakref.WeakKeyDictionary[torch.Tensor, dict]" = weakref.WeakKeyDictionary()
+
+
+def _on_device(values: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """values cast and moved once per (device, dtype) and kept while `values` lives: a training
+    step on a GPU then gathers on the device, without a host-to-device copy (and its sync)."""
+    if device.type == "cpu":
+        return values.to(dtype=dtype)
+    copies = _DEVICE_COPIES.setdefault(values, {})
+    key = (device, dtype)
+    if key not in copies:
+        copies[key] = values.to(device=device, dtype=dtype)
+    return copies[key]
 
 
 def _check_T(T) -> None:
