@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # JupyterLab refuses to run as root unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test clean
+.PHONY: setup lab test clean book student
 
 setup: $(STAMP)
 
@@ -25,4 +25,13 @@ test: $(STAMP)
 	FAST=1 $(BIN)/python -m pytest tests --nbmake notebooks $(PYTEST_ARGS)
 
 clean:
-	rm -rf build *.egg-info .pytest_cache
+	rm -rf build *.egg-info .pytest_cache _book _student tests/_artifacts
+
+# `make book`: run every notebook (FAST=1 for a quick run) and write the static HTML course to
+# _book/ (open _book/index.html; works offline: MathJax comes from the PyPI package
+# jupyter-server-mathjax). `make student`: the notebooks without solution cells, in _student/notebooks/.
+book: $(STAMP)
+	FAST=$(FAST) $(BIN)/python scripts/build_book.py --out _book
+
+student: $(STAMP)
+	$(BIN)/python scripts/make_student.py --out _student

@@ -1,0 +1,260 @@
+"""The exercise checks (diffusion_lib/exercises.py), the notebooks' exercise cells, and `make student`.
+
+Every check accepts a right answer (also computed in float32), rejects typical wrong ones (t off
+by one, alpha in place of alpha_bar, a missing square root, ...) saying how far off they are, says
+"not attempted" for a stub without raising, and raises only for a wrong answer marked as a
+solution. The student copy made by scripts/make_student.py holds no solution cell and no solution
+text, is valid nbformat, and notebook 01's copy runs top to bottom in FAST mode with every check
+saying "not attempted yet".
+
+False-failure rate: 0. The checks compare with exact values on fixed, seeded inputs; the two
+predict-then-check exercises also print a Monte Carlo measurement, but their verdict compares the
+prediction with the exact value only. Runtime: about 25 s, most of it running notebook 01's
+student copy (FAST=1).
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from diffusion_lib import exercises, q_sample
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "notebooks"
+# Notebooks that end with an Exercises section; add each notebook here when it gets its exercises.
+WITH_EXERCISES = ["01_forward_process.ipynb", "02_posterior.ipynb"]
+
+
+def stub(*args):
+    raise NotImplementedError("your code here")
+
+
+# ---- right and wrong answers for every function check -------------------------------------------
+
+def alpha_bars(betas):
+    return torch.cumprod(1 - betas, 0)
+
+
+def q_sample_manual(x0, t, s, noise):
+    ab = s.alpha_bars[t]
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+
+def beta_tilde(s, t):
+    return (1 - s.alpha_bars[t - 1]) / (1 - s.alpha_bars[t]) * s.betas[t]
+
+
+def mu_tilde(x0, xt, t, s):
+    ab, ab_prev, a, b = s.alpha_bars[t], s.alpha_bars[t - 1], s.alphas[t], s.betas[t]
+    return ab_prev.sqrt() * b / (1 - ab) * x0 + a.sqrt() * (1 - ab_prev) / (1 - ab) * xt
+
+
+def skip_variance(s, t, u):
+    ab = s.alpha_bars
+    return (1 - ab[u]) / (1 - ab[t]) * (1 - ab[t] / ab[u])
+
+
+FUNCTION_CHECKS = {
+    "alpha_bars": (exercises.check_alpha_bars, alpha_bars, {
+        "t off by one": lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]]),
+        "betas in place of alphas": lambda b: torch.cumprod(b, 0),
+        "a square root": lambda b: torch.cumprod(1 - b, 0).sqrt(),
+        "T values, no index 0": lambda b: torch.cumprod(1 - b[1:], 0),
+    }),
+    "q_sample": (exercises.check_q_sample, lambda x0, t, s, n: q_sample(x0, t, s, n), {
+        "t off by one": lambda x0, t, s, n: q_sample(x0, max(t - 1, 0), s, n),
+        "alpha in place of alpha_bar": lambda x0, t, s, n: s.alphas[t].sqrt() * x0 + s.betas[t].sqrt() * n,
+        "missing sqrt": lambda x0, t, s, n: s.alpha_bars[t] * x0 + (1 - s.alpha_bars[t]) * n,
+    }),
+    "posterior_variance": (exercises.check_posterior_variance, beta_tilde, {
+        "t off by one": lambda s, t: beta_tilde(s, t + 1) if t < s.T else beta_tilde(s, t) * 0.9,
+        "alpha in place of alpha_bar": lambda s, t: (1 - s.alphas[t - 1]) / (1 - s.alphas[t]) * s.betas[t],
+        "beta_t itself": lambda s, t: s.betas[t],
+    }),
+    "posterior_mean": (exercises.check_posterior_mean, mu_tilde, {
+        "t off by one": lambda x0, xt, t, s: mu_tilde(x0, xt, max(t - 1, 1), s),
+        "missing sqrt": lambda x0, xt, t, s: (s.alpha_bars[t - 1] * s.betas[t] * x0 + s.alphas[t]
+                                              * (1 - s.alpha_bars[t - 1]) * xt) / (1 - s.alpha_bars[t]),
+        "alpha in place of alpha_bar": lambda x0, xt, t, s: (
+            s.alphas[t - 1].sqrt() * s.betas[t] * x0 + s.alphas[t].sqrt() * (1 - s.alphas[t - 1]) * xt)
+            / (1 - s.alphas[t]),
+    }),
+    "skip_variance": (exercises.check_skip_variance, skip_variance, {
+        "one step's beta_t": lambda s, t, u: (1 - s.alpha_bars[u]) / (1 - s.alpha_bars[t]) * s.betas[t],
+        "t off by one": lambda s, t, u: skip_variance(s, t, u + 1) if u + 1 < t else skip_variance(s, t, u) * 2,
+        "missing jump factor": lambda s, t, u: (1 - s.alpha_bars[u]) / (1 - s.alpha_bars[t]),
+    }),
+}
+
+
+@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+def test_check_accepts_the_right_answer(name, capsys):
+    check, right, _ = FUNCTION_CHECKS[name]
+    result = check(right)
+    assert result and result.status == "correct" and result.error <= exercises.TOL
+    assert "correct" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+def test_check_accepts_float32_arithmetic(name):
+    check, right, _ = FUNCTION_CHECKS[name]
+
+    def in_float32(*args):
+        out = right(*[a.float() if isinstance(a, torch.Tensor) else a for a in args])
+        return torch.as_tensor(out).float()
+    assert check(in_float32)
+
+
+@pytest.mark.parametrize("name,mistake", [(n, m) for n, (_, _, ms) in FUNCTION_CHECKS.items() for m in ms])
+def test_check_rejects_a_typical_mistake_and_says_how_far_off(name, mistake, capsys):
+    check, _, mistakes = FUNCTION_CHECKS[name]
+    result = check(mistakes[mistake])
+    out = capsys.readouterr().out
+    assert not result and result.status == "not yet"
+    assert "not yet" in out and result.error > exercises.TOL
+    assert ("max error" in out and "expected" in out and "got" in out) or "shape" in out or "T+1" in out
+
+
+def test_check_names_the_mistake_it_recognises(capsys):
+    exercises.check_q_sample(FUNCTION_CHECKS["q_sample"][2]["missing sqrt"])
+    assert "matches the formula without its square roots" in capsys.readouterr().out
+    exercises.check_posterior_variance(FUNCTION_CHECKS["posterior_variance"][2]["beta_t itself"])
+    assert "matches beta_t" in capsys.readouterr().out
+
+
+def test_error_is_reported_at_the_right_place(capsys):
+    """A mistake at a single t is found there, with the expected and the given value."""
+    def wrong_at_500(s, t):
+        return beta_tilde(s, t) * (1.5 if t == 500 else 1.0)
+    result = exercises.check_posterior_variance(wrong_at_500)
+    out = capsys.readouterr().out
+    s = exercises.linear_schedule()
+    assert "at t=500" in out and f"{float(s.beta_tildes[500]):.6g}" in out
+    assert math.isclose(result.error, 0.5 * float(s.beta_tildes[500] / s.betas[500]), rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("check", [c for c, _, _ in FUNCTION_CHECKS.values()],
+                         ids=list(FUNCTION_CHECKS))
+def test_a_stub_is_not_attempted_and_does_not_raise(check, capsys):
+    for answer in (stub, lambda *args: None):
+        result = check(answer)
+        assert result.status == "not attempted" and not result
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_a_crashing_answer_is_reported_not_raised(capsys):
+    result = exercises.check_alpha_bars(lambda betas: betas.no_such_method())
+    assert result.status == "not yet" and "AttributeError" in capsys.readouterr().out
+
+
+PREDICTIONS = {
+    "unscaled_variance": (exercises.check_unscaled_variance, 4 + 10.05, [1.0, 11.05, 4.0]),
+    "variance_ratio": (exercises.check_variance_ratio, 0.4547, [1.0, 2.0, 0.0]),
+}
+
+
+@pytest.mark.parametrize("name", PREDICTIONS)
+def test_prediction_checks(name, capsys):
+    check, right, wrongs = PREDICTIONS[name]
+    assert check(right) and check(exercises.solution(right))
+    for wrong in wrongs:
+        result = check(wrong)
+        assert not result and result.status == "not yet" and result.error > 0
+    out = capsys.readouterr().out
+    assert "off by" in out and "measured" in out
+    assert check(None).status == "not attempted"
+    assert check("a guess").status == "not yet"
+
+
+def test_a_wrong_solution_raises_and_a_right_one_passes():
+    assert exercises.check_alpha_bars(exercises.solution(alpha_bars))
+    with pytest.raises(AssertionError, match="reference solution"):
+        exercises.check_alpha_bars(exercises.solution(lambda b: torch.cumprod(b, 0)))
+    with pytest.raises(AssertionError, match="reference solution"):
+        exercises.check_unscaled_variance(exercises.solution(11.05))
+    with pytest.raises(TypeError):
+        exercises.solution("a string")
+
+
+# ---- the notebooks' exercise cells ---------------------------------------------------------------
+
+def _cells(path):
+    return nbformat.read(path, as_version=4).cells
+
+
+def _is_solution(cell):
+    return "solution" in cell.metadata.get("tags", [])
+
+
+@pytest.mark.parametrize("name", WITH_EXERCISES)
+def test_notebook_exercises_are_laid_out_stub_solution_check(name):
+    cells = _cells(NOTEBOOKS / name)
+    checks = [c for c in cells if c.cell_type == "code" and "exercises.check_" in c.source]
+    assert 2 <= len(checks) <= 4, f"{name}: {len(checks)} exercise checks, the course wants 2 to 4"
+    for i, cell in enumerate(cells):
+        if "exercises.solution" in cell.source:
+            assert _is_solution(cell), f"{name}: cell {cell.id} marks a solution but is not tagged 'solution'"
+        if _is_solution(cell):
+            assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{name}: {cell.id} not hidden"
+            assert "exercises.solution" in cell.source, f"{name}: {cell.id} does not mark its answer"
+            before, after = cells[i - 1], cells[i + 1]
+            assert before.cell_type == "code" and not _is_solution(before), f"{name}: no stub before {cell.id}"
+            assert "exercises.check_" in after.source, f"{name}: no check right after {cell.id}"
+    assert sum(map(_is_solution, cells)) == len(checks)
+
+
+@pytest.fixture(scope="module")
+def student_copy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("student")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_student.py"), "--out", str(out)],
+                   check=True, capture_output=True, text=True)
+    return out / "notebooks"
+
+
+def test_student_copy_has_every_notebook_and_no_solution(student_copy):
+    sources = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(p.name for p in student_copy.glob("*.ipynb")) == [p.name for p in sources]
+    for path in sources:
+        original, copy = _cells(path), nbformat.read(student_copy / path.name, as_version=4)
+        nbformat.validate(copy)
+        text = json.dumps(copy)                        # sources, outputs and metadata, all of it
+        assert "exercises.solution" not in text and '"solution"' not in text
+        assert not any(_is_solution(c) for c in copy.cells)
+        assert all(not c.outputs and c.execution_count is None for c in copy.cells if c.cell_type == "code")
+        shared = {line.strip() for c in original if not _is_solution(c) for line in c.source.splitlines()}
+        body = "\n".join(c.source for c in copy.cells)
+        for cell in filter(_is_solution, original):
+            for line in cell.source.splitlines():
+                if line.strip() and line.strip() not in shared:
+                    assert line.strip() not in body, f"{path.name}: solution text left: {line.strip()!r}"
+        assert len(copy.cells) == len(original) - sum(map(_is_solution, original))
+
+
+def test_make_student_refuses_an_untagged_solution(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = exercises.solution(1.0)")])
+    nbformat.write(nb, tmp_path / "99_bad.ipynb")
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "make_student.py"), "--out",
+                          str(tmp_path / "out"), str(tmp_path / "99_bad.ipynb")], capture_output=True, text=True)
+    assert run.returncode != 0 and "not tagged" in run.stderr
+
+
+def test_student_copy_of_01_runs_top_to_bottom(student_copy, monkeypatch):
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("FAST", "1")
+    nb = nbformat.read(student_copy / "01_forward_process.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(student_copy)}}).execute()
+    checks = [c for c in nb.cells if c.cell_type == "code" and "exercises.check_" in c.source]
+    assert checks
+    for cell in checks:
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "not attempted yet" in text, f"check cell printed {text!r}"
+    assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
