@@ -1,4 +1,4 @@
-"""Checks for the exercises that end notebooks 01-07: is a student's answer right, how far off is it?
+"""Checks for the exercises that end notebooks 01 and 02: is a student's answer right, how far off is it?
 
 An exercise is three cells (docs/teaching.md, sec. 5): the student's cell, a stub (`def my_f(...):
 raise NotImplementedError` or `my_prediction = None`); in the repository only, a hidden cell tagged
@@ -7,149 +7,22 @@ which `make student` removes; and the check, e.g. `exercises.check_alpha_bars(my
 A check prints "correct", "not yet: max error X at t=Y (expected A, got B)" with a hint when the
 answer matches a typical mistake, or "not attempted yet", and returns a Result. It never raises for
 a student's answer (the student copy runs top to bottom), only for a wrong answer marked as a
-solution (so the repository's notebooks, run by the tests, fail). Checks for notebooks 05-07 go in
-exercises_sampling.py, built on the helpers here.
+solution (so the repository's notebooks, run by the tests, fail). The helpers live in
+_exercise_core.py; notebook 03's checks are in exercises_elbo.py, those of 05-07 go in
+exercises_sampling.py, each built on the same helpers.
 """
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass
 
 import torch
 
+from ._exercise_core import (TOL, TS, Result, _call, _compare, _NotAttempted, _predict, _prev,  # noqa: F401
+                             _run, _StudentError, _test_schedules, solution)
 from .ddim import ddim_sigma
 from .forward import q_sample, q_step
 from .posterior import posterior_mean_var
-from .schedules import Schedule, cosine_schedule, linear_schedule
-
-TOL = 1e-6      # error relative to the size of the values: float32 arithmetic passes, a wrong formula fails
-TS = (1, 2, 3, 10, 100, 500, 999, 1000)      # the time steps the checks visit when T = 1000
-_MARK = "__exercise_solution__"
-
-
-class _SolutionFloat(float):
-    __exercise_solution__ = True
-
-
-def solution(answer):
-    """Mark a reference answer, a function or a number: a check that it fails raises AssertionError."""
-    if callable(answer):
-        setattr(answer, _MARK, True)
-        return answer
-    if isinstance(answer, numbers.Real) and not isinstance(answer, bool):
-        return _SolutionFloat(answer)
-    raise TypeError(f"solution() marks a function or a number, got {type(answer).__name__}")
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a check found: status "correct", "not yet" or "not attempted"; error: how far off."""
-
-    status: str
-    message: str
-    error: float | None = None
-
-    def __bool__(self) -> bool:
-        return self.status == "correct"
-
-    def __str__(self) -> str:
-        return self.message
-
-    def _ipython_display_(self):        # the check has printed the message already
-        pass
-
-
-class _NotAttempted(Exception):     # the answer is still the stub
-    pass
-
-
-class _StudentError(Exception):     # the student's code raised, or returned no number or tensor
-    pass
-
-
-def _call(fn, *args) -> torch.Tensor:
-    """The student's fn(*args) on copies of the inputs, as float64; a stub means "not attempted"."""
-    try:
-        out = fn(*[a.clone() if isinstance(a, torch.Tensor) else a for a in args])
-    except NotImplementedError:
-        raise _NotAttempted from None
-    except Exception as e:                                   # the student's bug, not the check's
-        raise _StudentError(f"your function raised {type(e).__name__}: {e}") from e
-    if out is None or out is Ellipsis:
-        raise _NotAttempted
-    try:
-        return torch.as_tensor(out, dtype=torch.float64).detach().cpu()
-    except (TypeError, ValueError, RuntimeError):
-        raise _StudentError(f"expected a number or a tensor, got {type(out).__name__}") from None
-
-
-def _run(label: str, answer, body) -> Result:
-    """body() -> (status, message, error). Print the verdict; raise only for a failing solution."""
-    try:
-        if answer is None or answer is Ellipsis:
-            raise _NotAttempted
-        status, message, error = body()
-    except _NotAttempted:
-        status, message, error = ("not attempted", "not attempted yet: put your answer in the "
-                                  "cell above, run it, then run this check again", None)
-    except _StudentError as e:
-        status, message, error = "not yet", f"not yet: {e}", math.inf
-    result = Result(status, f"{label}: {message}", error)
-    print(result.message)
-    if getattr(answer, _MARK, False) and not result:
-        raise AssertionError(f"the reference solution fails its own check. {result.message}")
-    return result
-
-
-def _compare(cases) -> tuple:
-    """cases: (where, got, expected, scale, mistakes); `where` may hold "{i}", the worst element.
-
-    Correct when |got - expected| <= TOL * scale everywhere. Otherwise report the worst element
-    and every typical mistake ({description: its values}) that the answer matches in all cases.
-    """
-    worst, matches = (-1.0, None), None
-    for where, got, expected, scale, mistakes in cases:
-        got = got.reshape(expected.shape) if got.numel() == expected.numel() == 1 else got
-        if got.shape != expected.shape:
-            return ("not yet", f"not yet: at {where.format(i='...')} expected shape "
-                               f"{tuple(expected.shape)}, got {tuple(got.shape)}", math.inf)
-        err = ((got - expected).abs() / scale).nan_to_num(nan=math.inf).flatten()
-        i = int(err.argmax())
-        if float(err[i]) > worst[0]:
-            worst = (float(err[i]), where.format(i=i), float(expected.flatten()[i]), float(got.flatten()[i]))
-        same = {k for k, v in mistakes.items()
-                if torch.allclose(got, v.double(), rtol=1e-5, atol=1e-5 * float(scale))}
-        matches = same if matches is None else matches & same
-    err, where, a, b = worst
-    if err <= TOL:
-        return "correct", f"correct (largest error {err:.1e}, relative to the size of the values)", err
-    hints = "".join(f". Your answer matches {k}" for k in mistakes if k in matches)
-    return "not yet", f"not yet: max error {abs(b - a):.3g} at {where} (expected {a:.6g}, got {b:.6g}){hints}", err
-
-
-def _predict(label, prediction, exact, measure, tol, what, explain) -> Result:
-    """Predict-then-check: correct when |prediction - exact| <= tol |exact|; measure() -> (value, s.e.)."""
-    def body():
-        if isinstance(prediction, bool) or not isinstance(prediction, numbers.Real):
-            raise _StudentError(f"expected a number, got {prediction!r}")
-        off, (measured, se) = float(prediction) - exact, measure()
-        ok = abs(off) <= tol * abs(exact)
-        head = f"correct (within {tol:.0%})" if ok else f"not yet: off by {off:+.3g} ({off / exact:+.0%})"
-        return ("correct" if ok else "not yet", f"{head}. You predicted {float(prediction):.4g}; measured "
-                f"{what} = {measured:.4g} +- {se:.2g} (1 s.e.); exact {exact:.4g}. {explain}", abs(off))
-    return _run(label, prediction, body)
-
-
-def _test_schedules():
-    g = torch.Generator().manual_seed(0)
-    betas = torch.cat([torch.zeros(1), 0.01 + 0.2 * torch.rand(10, generator=g, dtype=torch.float64)])
-    return [linear_schedule(), cosine_schedule(), Schedule(betas, name="random, T = 10")]
-
-
-def _prev(values: torch.Tensor) -> torch.Tensor:
-    """values[t-1] at index t (index 0 repeats values[0])."""
-    return torch.cat([values[:1], values[:-1]])
+from .schedules import Schedule, cosine_schedule, linear_schedule  # noqa: F401  (exercises.linear_schedule)
 
 
 # ---- notebooks/01, sec. 6 -----------------------------------------------------------------------

@@ -1,16 +1,18 @@
-"""The exercise checks (diffusion_lib/exercises.py), the notebooks' exercise cells, and `make student`.
+"""The exercise checks (diffusion_lib/exercises*.py), the notebooks' exercise cells, and `make student`.
 
 Every check accepts a right answer (also computed in float32), rejects typical wrong ones (t off
 by one, alpha in place of alpha_bar, a missing square root, ...) saying how far off they are, says
 "not attempted" for a stub without raising, and raises only for a wrong answer marked as a
 solution. The student copy made by scripts/make_student.py holds no solution cell and no solution
 text, is valid nbformat, and notebook 01's copy runs top to bottom in FAST mode with every check
-saying "not attempted yet".
+saying "not attempted yet"; so do the Exercises sections of the other notebooks' copies (run after
+the notebook's first code cell, its imports).
 
-False-failure rate: 0. The checks compare with exact values on fixed, seeded inputs; the two
-predict-then-check exercises also print a Monte Carlo measurement, but their verdict compares the
-prediction with the exact value only. Runtime: about 25 s, most of it running notebook 01's
-student copy (FAST=1).
+False-failure rate: 0. The checks compare with exact values on fixed, seeded inputs; the
+predict-then-check exercises may also print a Monte Carlo measurement, but their verdict compares
+the prediction with the exact value only. Runtime: about 35 s of CPU (50-70 s wall on a shared
+2-core machine), most of it running notebook 01's student copy (FAST=1) and the Exercises
+sections of the other copies.
 """
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ import nbformat
 import pytest
 import torch
 
-from diffusion_lib import exercises, q_sample
+from diffusion_lib import exercises, exercises_elbo, q_sample, simple_loss_weights
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 # Notebooks that end with an Exercises section; add each notebook here when it gets its exercises.
-WITH_EXERCISES = ["01_forward_process.ipynb", "02_posterior.ipynb"]
+WITH_EXERCISES = ["01_forward_process.ipynb", "02_posterior.ipynb", "03_elbo.ipynb"]
 
 
 def stub(*args):
@@ -61,6 +63,15 @@ def skip_variance(s, t, u):
     return (1 - ab[u]) / (1 - ab[t]) * (1 - ab[t] / ab[u])
 
 
+def kl_from_variances(m1, lv1, m2, lv2):          # notebooks/03, eq. (2.8), as the notebook writes it
+    v1, v2 = lv1.exp(), lv2.exp()
+    return 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
+
+
+def weight_beta_tilde(s, t):                      # notebooks/03, eq. (5.5)
+    return s.betas[t] / (2 * s.alphas[t] * (1 - s.alpha_bars[t - 1]))
+
+
 FUNCTION_CHECKS = {
     "alpha_bars": (exercises.check_alpha_bars, alpha_bars, {
         "t off by one": lambda b: torch.cat([torch.ones(1, dtype=b.dtype), torch.cumprod(1 - b, 0)[:-1]]),
@@ -90,6 +101,22 @@ FUNCTION_CHECKS = {
         "one step's beta_t": lambda s, t, u: (1 - s.alpha_bars[u]) / (1 - s.alpha_bars[t]) * s.betas[t],
         "t off by one": lambda s, t, u: skip_variance(s, t, u + 1) if u + 1 < t else skip_variance(s, t, u) * 2,
         "missing jump factor": lambda s, t, u: (1 - s.alpha_bars[u]) / (1 - s.alpha_bars[t]),
+    }),
+    "normal_kl": (exercises_elbo.check_normal_kl, kl_from_variances, {
+        "missing 1/2": lambda m1, l1, m2, l2: 2 * kl_from_variances(m1, l1, m2, l2),
+        "arguments swapped": lambda m1, l1, m2, l2: kl_from_variances(m2, l2, m1, l1),
+        "missing -1": lambda m1, l1, m2, l2: kl_from_variances(m1, l1, m2, l2) + 0.5,
+        "log-variance used as variance": lambda m1, l1, m2, l2: 0.5 * (torch.log(l2) - torch.log(l1)
+                                                                       + (l1 + (m1 - m2) ** 2) / l2 - 1),
+        "log-variance read as log std": lambda m1, l1, m2, l2: kl_from_variances(m1, 2 * l1, m2, 2 * l2),
+        "log std read as log-variance": lambda m1, l1, m2, l2: kl_from_variances(m1, l1 / 2, m2, l2 / 2),
+    }),
+    "simple_loss_weight": (exercises_elbo.check_simple_loss_weight, weight_beta_tilde, {
+        "alpha_bar_t for alpha_bar_{t-1}": lambda s, t: s.betas[t] / (2 * s.alphas[t] * (1 - s.alpha_bars[t])),
+        "alpha in place of alpha_bar": lambda s, t: s.betas[t] / (2 * s.alphas[t] * (1 - s.alphas[t - 1])),
+        "beta_t in place of beta_tilde_t": lambda s, t: simple_loss_weights(s, "beta")[t],
+        "t off by one": lambda s, t: weight_beta_tilde(s, t + 1) if t < s.T else weight_beta_tilde(s, t) * 0.9,
+        "missing 1/2": lambda s, t: 2 * weight_beta_tilde(s, t),
     }),
 }
 
@@ -127,6 +154,13 @@ def test_check_names_the_mistake_it_recognises(capsys):
     assert "matches the formula without its square roots" in capsys.readouterr().out
     exercises.check_posterior_variance(FUNCTION_CHECKS["posterior_variance"][2]["beta_t itself"])
     assert "matches beta_t" in capsys.readouterr().out
+    exercises_elbo.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["arguments swapped"])
+    assert "matches KL(N2 || N1)" in capsys.readouterr().out
+    exercises_elbo.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["log-variance used as variance"])
+    assert "has NaNs" in capsys.readouterr().out
+    exercises_elbo.check_simple_loss_weight(
+        FUNCTION_CHECKS["simple_loss_weight"][2]["beta_t in place of beta_tilde_t"])
+    assert "matches lambda_t for sigma_t^2 = beta_t" in capsys.readouterr().out
 
 
 def test_error_is_reported_at_the_right_place(capsys):
@@ -157,6 +191,8 @@ def test_a_crashing_answer_is_reported_not_raised(capsys):
 PREDICTIONS = {
     "unscaled_variance": (exercises.check_unscaled_variance, 4 + 10.05, [1.0, 11.05, 4.0]),
     "variance_ratio": (exercises.check_variance_ratio, 0.4547, [1.0, 2.0, 0.0]),
+    # 03.3: lambda_t of the cosine schedule is smallest at t = 497; wrong: the two ends, the linear answer
+    "weight_minimum": (exercises_elbo.check_weight_minimum, 500, [2, 1000, 350]),
 }
 
 
@@ -168,7 +204,7 @@ def test_prediction_checks(name, capsys):
         result = check(wrong)
         assert not result and result.status == "not yet" and result.error > 0
     out = capsys.readouterr().out
-    assert "off by" in out and "measured" in out
+    assert "off by" in out and ("measured" in out or "the library gives" in out)
     assert check(None).status == "not attempted"
     assert check("a guess").status == "not yet"
 
@@ -179,6 +215,12 @@ def test_a_wrong_solution_raises_and_a_right_one_passes():
         exercises.check_alpha_bars(exercises.solution(lambda b: torch.cumprod(b, 0)))
     with pytest.raises(AssertionError, match="reference solution"):
         exercises.check_unscaled_variance(exercises.solution(11.05))
+    assert exercises_elbo.check_normal_kl(exercises_elbo.solution(lambda *args: kl_from_variances(*args)))
+    with pytest.raises(AssertionError, match="reference solution"):
+        exercises_elbo.check_simple_loss_weight(
+            exercises_elbo.solution(lambda s, t: 2 * weight_beta_tilde(s, t)))
+    with pytest.raises(AssertionError, match="reference solution"):
+        exercises_elbo.check_weight_minimum(exercises_elbo.solution(350))
     with pytest.raises(TypeError):
         exercises.solution("a string")
 
@@ -258,3 +300,25 @@ def test_student_copy_of_01_runs_top_to_bottom(student_copy, monkeypatch):
         text = "".join(o.get("text", "") for o in cell.outputs)
         assert "not attempted yet" in text, f"check cell printed {text!r}"
     assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("name", [n for n in WITH_EXERCISES if n != "01_forward_process.ipynb"])
+def test_student_copy_exercises_run(student_copy, name, monkeypatch):
+    """The Exercises section of the student copy, after the first code cell (the imports), runs and
+    every check says "not attempted yet". The rest of the copy is the repository's notebook, which
+    the notebook tests run; an exercise cell that needs more of the notebook fails here (an error)."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("FAST", "1")
+    nb = nbformat.read(student_copy / name, as_version=4)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+                 and c.source.startswith("## ") and "Exercises" in c.source.split("\n")[0])
+    nb.cells = [nb.cells[first_code]] + nb.cells[start:]
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(student_copy)}}).execute()
+    checks = [c for c in nb.cells if c.cell_type == "code" and "exercises.check_" in c.source]
+    assert checks
+    for cell in checks:
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "not attempted yet" in text, f"{name}: check cell printed {text!r}"
