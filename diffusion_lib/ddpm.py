@@ -51,6 +51,8 @@ def ddpm_sample(model, shape, schedule: Schedule, generator: torch.Generator | N
     model: any callable (x_t, t) -> eps_hat, t a LongTensor (B,) in 1..T.
     shape: (B, ...) of the samples (ignored in favour of x_T's shape when x_T is given).
     generator: the source of all noise (x_T and every z); same seed and device, same samples.
+        One z is drawn at every step, t = 1 included (where it is not used), so the generator's
+        stream does not depend on `variance`.
     callback(t, x_t): called after each step with the new state x_{t-1} and its index t - 1.
     Returns x_0 of `shape`; float32 unless x_T has another dtype. notebooks/05, sec. 2.
     """

@@ -152,7 +152,7 @@ def elbo_terms(eps_model, x0: torch.Tensor, schedule: Schedule, generator: torch
     for k = 1..T-1, with x_{k+1} ~ q(x_{k+1} | x_0);  L[:, T] = L_T (prior).  The row sum is an
     unbiased estimate of the negative ELBO, an upper bound on -log p(x_0) (DDPM eq. 5).
     eps_model(x_t, t) -> eps_hat with t a LongTensor (B,); x0: (B, ...) in [-1, 1].
-    Costs T model calls per batch. notebooks/03, sec. 2; notebooks/05 (bits/dim).
+    Costs T model calls per batch. notebooks/03, sec. 2; notebooks/05, sec. 6 (bits/dim).
     """
     check_tensor(x0, "x0")
     sigma2 = reverse_variance(schedule, variance)

@@ -5,7 +5,7 @@ Frechet distance between them is the FID of Heusel et al. 2017, with Inception (
 nothing of 8x8 digits) replaced by a small CNN trained here on the same data set. FD is biased
 upwards at finite sample size, so `fd_with_floor` reports beside it the FD that real images
 themselves get under the same sample size and reference: the floor a perfect model would reach.
-Bits/dim: the negative ELBO (DDPM eq. 5) per dimension, in bits. notebooks/05 (bits/dim).
+Bits/dim: the negative ELBO (DDPM eq. 5) per dimension, in bits. notebooks/05, sec. 6 (bits/dim).
 
 The shipped digits classifier assets/digits_classifier.pt (weights only, 296 kB) comes from
     python -m diffusion_lib.metrics --train-classifier digits --out assets/digits_classifier.pt
@@ -226,7 +226,7 @@ def bits_per_dim_of(eps_model, images: torch.Tensor, schedule, levels, generator
     continuous toy data), sigma_t^2 = beta_tilde_t or beta_t (`variance`). One noise draw per
     image and t, from `generator` (on the images' device); se = std / sqrt(N) over images.
     images: (N, ...) in [-1, 1]; put a model in eval mode first. Costs T model calls per batch.
-    notebooks/05 (bits/dim).
+    notebooks/05, sec. 6 (bits/dim).
     """
     check_tensor(images, "images", min_ndim=2)
     if len(images) < 2:
