@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import os
 import re
@@ -30,7 +31,7 @@ from pathlib import Path
 import nbformat
 from jinja2 import DictLoader
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -248,6 +249,27 @@ of MathJax 2.7; no network needed.</p>
 """, encoding="utf-8")
 
 
+def execute(nb, path: Path, timeout: int, tries: int = 2):
+    """Run the notebook in a fresh kernel; returns the executed copy or exits naming the failure.
+
+    A cell that raises fails the build at once. A cell that outlasts `timeout`, or a kernel that
+    dies, gets one more try in a new kernel: nbclient can lose a kernel's reply on an ipywidgets
+    cell and then wait out the whole timeout (jupyter/nbclient#312; seen once on a 2-core CI run).
+    """
+    for attempt in range(1, tries + 1):
+        run = copy.deepcopy(nb)
+        try:
+            NotebookClient(run, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(path.parent)}}).execute()
+            return run
+        except CellExecutionError as e:
+            sys.exit(f"[book] {path.name} failed, no book written for it:\n{e}")
+        except (CellTimeoutError, DeadKernelError) as e:
+            print(f"[book] {path.name}: attempt {attempt} of {tries} stopped: {type(e).__name__}: "
+                  f"{str(e)[:300]}", flush=True)
+    sys.exit(f"[book] {path.name}: no run finished in {tries} attempts (timeout {timeout} s per cell)")
+
+
 def build(paths: list[Path], out: Path, timeout: int) -> list[tuple]:
     fast = os.environ.get("FAST") == "1"
     out.mkdir(parents=True, exist_ok=True)
@@ -262,11 +284,7 @@ def build(paths: list[Path], out: Path, timeout: int) -> list[tuple]:
     for i, (path, nb) in enumerate(books):
         print(f"[book] running {path.name} ({'FAST' if fast else 'full'}) ...", flush=True)
         start = time.perf_counter()
-        try:
-            NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                           resources={"metadata": {"path": str(path.parent)}}).execute()
-        except CellExecutionError as e:
-            sys.exit(f"[book] {path.name} failed, no book written for it:\n{e}")
+        nb = execute(nb, path, timeout)
         timings[path.stem[:2]] = time.perf_counter() - start
         widgets = snapshot_widgets(nb)
         body, _ = exporter.from_notebook_node(nb, resources={

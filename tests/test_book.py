@@ -32,10 +32,11 @@ pytest.importorskip("jupyter_server_mathjax", reason="make book needs the PyPI p
 @pytest.fixture(scope="module")
 def book(tmp_path_factory):
     out = tmp_path_factory.mktemp("book")
+    # --timeout: seconds per cell (the slowest takes ~10 s); a lost kernel reply costs 2 x 240 s, not hours
     run = subprocess.run([sys.executable, str(REPO / "scripts" / "build_book.py"), "--out", str(out),
-                          *[str(REPO / "notebooks" / f"{n}.ipynb") for n in BUILT]],
+                          "--timeout", "240", *[str(REPO / "notebooks" / f"{n}.ipynb") for n in BUILT]],
                          capture_output=True, text=True, env={**os.environ, "FAST": "1"},
-                         timeout=900)
+                         stdin=subprocess.DEVNULL, timeout=1500)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return out
 
