@@ -8,6 +8,8 @@
            --out samples.npy
     python -m diffusion_lib evaluate --checkpoint runs/digits.pt
     python -m diffusion_lib export --checkpoint runs/digits.pt --out assets/digits.pt   # EMA weights only
+    torchrun --standalone --nproc_per_node=4 -m diffusion_lib train --data mnist --preset gpu ...
+           # one process per GPU, DistributedDataParallel (diffusion_lib/distributed.py)
 
 Errors print one line on stderr and exit with status 1 (2 for bad arguments, 130 on Ctrl-C);
 --debug shows the traceback instead.
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("-n", type=_positive_int, default=1000, help="number of samples")
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--batch-size", type=_positive_int, default=500)
+    sampling.add_argument("--no-fast", action="store_true",
+                          help="call the plain model (float32, no CUDA graphs); see diffusion_lib/fast_sampling.py")
     data = _Parser(add_help=False)
     data.add_argument("--data-root", default=None, help="folder of the IDX files (MNIST-style sets)")
     data.add_argument("--download", action="store_true", help="download missing data files once")
@@ -96,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> None:
     from .data import load_dataset
+    from .distributed import world_from_env
     from .train import PRESETS, train
     from .unet import model_summary
 
@@ -107,7 +114,9 @@ def cmd_train(args) -> None:
     pad = {"pad_to": args.pad_to} if args.pad_to else {}
     data = load_dataset(args.data, args.split, args.data_root, args.download, **pad)
     result = train(config, data=data, out=out, seed=args.seed, device=args.device, resume=args.resume,
-                   progress=not args.no_progress)
+                   progress=not args.no_progress, budget_start=_process_start())
+    if not world_from_env().main:                  # under torchrun, rank 0 reports
+        return
     last = result.history["loss"][-100:]
     print(model_summary(result.model)[1])
     print(f"trained to step {result.step} ({'time budget reached' if result.stopped_by == 'time' else 'done'}), "
@@ -115,14 +124,33 @@ def cmd_train(args) -> None:
           f"{sum(last) / max(1, len(last)):.4f}; checkpoint: {out}")
 
 
+def _process_start() -> float:
+    """time.monotonic() at the start of this process (Linux: from /proc), so --max-seconds covers the
+    whole command, Python's and torch's start-up included; elsewhere: now."""
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])    # field 22: starttime
+        uptime = float(open("/proc/uptime").read().split()[0])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+        return time.monotonic() - age if 0 <= age < 3600 else time.monotonic()
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+
+
 def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-                  seed: int = 0, batch_size: int = 500, progress: bool = True) -> torch.Tensor:
+                  seed: int = 0, batch_size: int = 500, progress: bool = True, fast: bool = True) -> torch.Tensor:
     """n samples (n, *shape) float32 on the CPU, clamped to [-1, 1], drawn in batches with the library's
-    ddim_sample / ddpm_sample from one generator seeded with `seed` on the model's device."""
+    ddim_sample / ddpm_sample from one generator seeded with `seed` on the model's device.
+    fast: call the model through fast_sampling.fast_model (its per-device defaults: on the CPU the
+    same numbers; on CUDA CUDA graphs and bf16); `model` may also be a FastModel already."""
     from .ddim import ddim_sample
     from .ddpm import ddpm_sample
+    from .fast_sampling import FastModel, fast_model
 
-    device = next(model.parameters()).device
+    if isinstance(model, FastModel):               # already wrapped (keeps its CUDA graphs across calls)
+        device = model.device
+    else:
+        device = next(model.parameters()).device
+        model = fast_model(model) if fast else model
     generator = torch.Generator(device).manual_seed(seed)
     out = []
     for b in tqdm(range(0, n, batch_size), desc=f"{sampler} batches", disable=not progress):
@@ -145,7 +173,7 @@ def _load_and_sample(args):
     if args.sampler == "ddim" and not 1 <= steps <= schedule.T:
         raise UsageError(f"--steps must lie in 1..T = 1..{schedule.T} for this checkpoint, got {steps}")
     samples = sample_images(model, schedule, tuple(info["data"]["shape"]), args.n, args.sampler, steps, eta,
-                            args.seed, args.batch_size, not args.no_progress)
+                            args.seed, args.batch_size, not args.no_progress, fast=not args.no_fast)
     label = f"DDIM-{steps} eta={eta:g}" if args.sampler == "ddim" else f"DDPM-{schedule.T}"
     return model, schedule, info, samples, label
 

@@ -29,12 +29,14 @@ from .checkpoint import (CheckpointError, check_resumable, load_checkpoint, load
                          save_checkpoint)
 from .data import ImageSet, load_dataset
 from .devices import pick_device
+from .distributed import World, any_rank, mean_over_ranks, process_device, process_group, shard, world_from_env, wrap
 from .elbo import simple_loss
 from .forward import q_sample
 from .schedules import Schedule, cosine_schedule, linear_schedule
 from .unet import SIZES, UNet, UNetConfig, unet_config_for
 
 RUN_LENGTH = ("steps", "max_seconds", "log_every", "save_every")   # may change on resume
+SPEED = ("channels_last", "compile")                                # how, not what: may change too
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,15 @@ class TrainConfig:
     bf16: bf16 autocast on CUDA (ignored elsewhere).  max_seconds: wall-clock budget (None: none).
     log_every: read the loss back to the host every N steps;  save_every: checkpoint every N
     steps (0: at the end only; also on Ctrl-C and when the budget runs out).
+    channels_last, compile: speed options that leave the math alone (NHWC activations;
+    torch.compile of the U-Net, whose compilation time counts against max_seconds).
+    batch_size is per process: under torchrun with W processes a step sees W * batch_size images.
     """
 
-    model_size: str = "small"
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 2e-3
+    model_size: str = "tiny"
+    steps: int = 5000
+    batch_size: int = 128
+    lr: float = 4e-3
     weight_decay: float = 0.0
     warmup_steps: int = 100
     grad_clip: float = 1.0
@@ -64,6 +69,8 @@ class TrainConfig:
     max_seconds: float | None = None
     log_every: int = 25
     save_every: int = 500
+    channels_last: bool = False
+    compile: bool = False
 
     def __post_init__(self):
         ints = {k: getattr(self, k) for k in ("steps", "batch_size", "T", "log_every")}
@@ -92,14 +99,18 @@ class TrainConfig:
 
 
 SCHEDULES = {"linear": linear_schedule, "cosine": cosine_schedule}
-# fast: tests and FAST=1 notebooks, seconds.  cpu: 8x8 digits on a 2-core CPU; measured on this
-# course's 2-core machine: ~10 steps/s (~640 images/s) uncontended, 3000 steps in 4.5-5 min; 1.4-5
-# steps/s when other jobs share the cores.  gpu: one GPU, bf16 autocast, a wider model for MNIST.
+# fast: tests and FAST=1 notebooks, seconds.
+# cpu: 8x8 digits on a laptop CPU. The 0.16M-parameter "tiny" U-Net (a sampling step costs a fifth
+#   of a 1M-parameter one's), batch 128 and lr 4e-3: of the batch sizes and learning rates measured
+#   (64-256, 2e-3-4e-3), the fastest to a given FD per second of training (benchmarks/README.md).
+# gpu: one GPU, bf16 autocast; MNIST at 28x28 with the "small" U-Net (1.5M parameters, half the
+#   FLOPs of the diffusers peer's 4M); a small U-Net is launch-bound on a big GPU, so a batch of 512
+#   costs little more per step than 128 (its figures: benchmarks/gpu.sh).
 PRESETS = {
     "fast": TrainConfig(model_size="tiny", steps=150, batch_size=32, lr=2e-3, warmup_steps=10,
                         ema_decay=0.99, log_every=10, save_every=0),
     "cpu": TrainConfig(),
-    "gpu": TrainConfig(model_size="base", steps=20000, batch_size=512, lr=1e-3, warmup_steps=500,
+    "gpu": TrainConfig(model_size="small", steps=20000, batch_size=512, lr=2e-3, warmup_steps=200,
                        ema_decay=0.9995, log_every=100, save_every=2000),
 }
 
@@ -147,7 +158,7 @@ def ema_update(ema_params: list, params: list, decay: float) -> None:
 
 def train(config: TrainConfig, data="digits", out=None, seed: int | None = None, device=None,
           resume: bool = False, model_config: UNetConfig | None = None, progress: bool = True,
-          callback=None, data_root=None, download: bool = False) -> TrainResult:
+          callback=None, data_root=None, download: bool = False, budget_start: float | None = None) -> TrainResult:
     """Train a UNet on `data` with L_simple; returns a TrainResult (model, EMA model, history).
 
     data: a data set name for load_dataset ("digits", ...; its train split) or an ImageSet.
@@ -159,31 +170,39 @@ def train(config: TrainConfig, data="digits", out=None, seed: int | None = None,
     callback(step, model): called after every step; raising KeyboardInterrupt there stops and saves.
     Ctrl-C stops at the end of the current step, saves and raises KeyboardInterrupt.
     Raises NonFiniteLossError naming the step when the loss is NaN or infinite (nothing is saved).
+    budget_start: the time.monotonic() from which config.max_seconds counts (default: this call;
+      the CLI passes its process start, so the whole command keeps the budget).
+    Under torchrun (WORLD_SIZE > 1): one process per GPU (or CPU process, gloo), data sharded,
+      gradients averaged by DistributedDataParallel, rank 0 saves; see diffusion_lib/distributed.py.
     """
-    start = time.monotonic()
+    start = time.monotonic() if budget_start is None else float(budget_start)
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig (e.g. PRESETS['cpu']), got {type(config).__name__}")
     images, meta = _load_data(data, data_root, download)
-    device = pick_device(device)
+    world = world_from_env()
+    device = process_device(world, pick_device(device))
+    progress = progress and world.main
     model_config = model_config or unet_config_for(images.shape[1:], config.model_size)
     ckpt = _resume_checkpoint(out, config, model_config, meta, device) if resume else None
     if ckpt is not None and seed is not None and seed != ckpt["seed"]:
         raise ValueError(f"seed={seed} but {out} was trained with seed={ckpt['seed']}; resume keeps its seed")
     seed = ckpt["seed"] if ckpt is not None else (0 if seed is None else int(seed))
     cuda = [device.index or torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda), _deferred_sigint() as sigint:
-        run = _build(config, model_config, meta, device, seed, ckpt, out)
+    with torch.random.fork_rng(devices=cuda), _deferred_sigint() as sigint, process_group(world, device):
+        run = _build(config, model_config, meta, device, seed, ckpt, out, world)
         bar = tqdm(total=config.steps, initial=run.step, desc=f"train {meta['name']}", unit="step",
                    disable=not progress, dynamic_ncols=True)
         try:
-            stopped_by = _loop(run, images.to(device), start, callback, bar, sigint)
+            stopped_by = _loop(run, shard(images, world).to(device), start, callback, bar, sigint)
             _flush(run, bar)
         except KeyboardInterrupt:
             if out is not None:
                 _flush(run, bar)
                 _save(run, start)
-            print(f"\ninterrupted at step {run.step}: " + (f"checkpoint saved to {out}; continue with "
-                  f"resume=True (CLI: --resume)" if out is not None else "nothing saved (no out=)"), file=sys.stderr)
+            if world.main:
+                print(f"\ninterrupted at step {run.step}: " + (f"checkpoint saved to {out}; continue with "
+                      f"resume=True (CLI: --resume)" if out is not None else "nothing saved (no out=)"),
+                      file=sys.stderr)
             raise
         finally:
             bar.close()
@@ -200,6 +219,7 @@ class _Run:
 
     config: TrainConfig
     model: UNet
+    net: torch.nn.Module            # what the loss calls: model, or its DDP / compiled wrapper
     ema: UNet
     optimizer: torch.optim.Optimizer
     schedule: Schedule
@@ -208,6 +228,7 @@ class _Run:
     meta: dict
     seed: int
     out: Path | None
+    world: World
     step: int = 0
     saved_step: int = -1
     elapsed: float = 0.0
@@ -230,57 +251,86 @@ def _resume_checkpoint(out, config, model_config, meta, device) -> dict:
     if out is None:
         raise ValueError("resume=True needs out=, the checkpoint to continue from")
     ckpt = load_checkpoint(out)
-    check_resumable(ckpt, out, config.to_dict(), model_config.to_dict(), meta, device.type, ignore=RUN_LENGTH)
+    check_resumable(ckpt, out, config.to_dict(), model_config.to_dict(), meta, device.type,
+                    ignore=RUN_LENGTH + SPEED)
     return ckpt
 
 
-def _build(config, model_config, meta, device, seed, ckpt, out) -> _Run:
+def _build(config, model_config, meta, device, seed, ckpt, out, world: World) -> _Run:
     torch.random.default_generator.manual_seed(seed)       # weight init and dropout (inside fork_rng)
     if device.type == "cuda":
         torch.cuda.manual_seed(seed)
-    model = UNet(model_config).to(device)
+    model = UNet(model_config).to(device)                   # initialised on the CPU: the same on every rank
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).requires_grad_(False)
     fused = device.type == "cuda"              # one kernel on CUDA; multi-tensor ops elsewhere
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   fused=fused, foreach=not fused)
-    order = torch.Generator(device).manual_seed(seed)
-    noise = torch.Generator(device).manual_seed(seed ^ 0x5DEECE66D)
-    run = _Run(config, model, ema, optimizer, make_schedule(config), order, noise, meta, seed,
-               None if out is None else Path(out))
+    order = torch.Generator(device).manual_seed(_rank_seed(seed, world.rank))
+    noise = torch.Generator(device).manual_seed(_rank_seed(seed ^ 0x5DEECE66D, world.rank))
+    net = wrap(model, world, device)           # DDP: gradients averaged over the ranks
+    net = torch.compile(net) if config.compile else net
+    if world.distributed:                      # dropout: a stream of its own on each rank
+        torch.random.default_generator.manual_seed(_rank_seed(seed, world.rank, 1))
+    run = _Run(config, model, net, ema, optimizer, make_schedule(config), order, noise, meta, seed,
+               None if out is None else Path(out), world)
     if ckpt is not None:
         if not torch.equal(ckpt["schedule"]["betas"], run.schedule.betas):
             raise CheckpointError(f"{out}: its stored betas differ from the {config.schedule} schedule")
         load_weights(model, ckpt["model"], "model", out)
         load_weights(ema, ckpt["ema"], "EMA", out)
         optimizer.load_state_dict(ckpt["optimizer"])
-        rng = ckpt["rng"]
-        order.set_state(rng["data_order"])
-        noise.set_state(rng["noise"])
-        torch.set_rng_state(rng["torch"])
-        if device.type == "cuda" and rng.get("cuda") is not None:
-            torch.cuda.set_rng_state(rng["cuda"], device)
         run.step = run.saved_step = int(ckpt["step"])
+        _restore_rng(run, ckpt["rng"], device)
         run.history = torch.as_tensor(ckpt["history"]["loss"]).tolist()
         run.elapsed = float(ckpt.get("elapsed_seconds", 0.0))
     return run
 
 
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of process `rank` (seed itself for rank 0 at step 0): distinct batches and noise per rank."""
+    if rank == 0 and step == 0:
+        return seed
+    return (seed + rank * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9) % 2**64
+
+
+def _restore_rng(run: _Run, rng: dict, device) -> None:
+    """The random state of a checkpoint (written by rank 0): exact for one process; under torchrun the
+    other ranks start fresh streams seeded by (seed, rank, step), so a resumed multi-process run is
+    an equally valid run, not a bitwise continuation."""
+    if run.world.rank > 0:
+        for i, g in enumerate((run.order, run.noise, torch.random.default_generator)):
+            g.manual_seed(_rank_seed(run.seed + i, run.world.rank, run.step))
+        return
+    run.order.set_state(rng["data_order"])
+    run.noise.set_state(rng["noise"])
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and rng.get("cuda") is not None:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def _over_budget(cfg: TrainConfig, start: float, now: float, last: float) -> bool:
+    """Would one more step (as long as the last one, now - last) overrun max_seconds?"""
+    return cfg.max_seconds is not None and (now - start) + (now - last) > cfg.max_seconds
+
+
 def _loop(run: _Run, images: torch.Tensor, start: float, callback, bar, sigint) -> str:
     """Optimizer steps until config.steps or the time budget; returns "steps" or "time"."""
-    cfg, model = run.config, run.model
+    cfg, model, world = run.config, run.model, run.world
     params, ema_params = list(model.parameters()), list(run.ema.parameters())
     autocast = cfg.bf16 and images.device.type == "cuda"
     model.train()
     last = time.monotonic()
     while run.step < cfg.steps:
         now = time.monotonic()
-        if cfg.max_seconds is not None and (now - start) + (now - last) > cfg.max_seconds:
+        if not world.distributed and _over_budget(cfg, start, now, last):
             return "time"                           # the next step would overrun the budget
         last = now
         idx = torch.randint(images.shape[0], (cfg.batch_size,), generator=run.order, device=images.device)
-        loss = loss_on_batch(model, images[idx], run.schedule, run.noise, autocast)  # Algorithm 1
+        loss = loss_on_batch(run.net, images[idx], run.schedule, run.noise, autocast)  # Algorithm 1
         run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()                             # under DDP: gradients averaged over the ranks
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
         for group in run.optimizer.param_groups:    # linear warmup, then constant
@@ -291,22 +341,36 @@ def _loop(run: _Run, images: torch.Tensor, start: float, callback, bar, sigint) 
         run.step += 1
         bar.update()
         if callback is not None:
-            callback(run.step, model)
+            _call_back(callback, run, sigint)
         saving = run.out is not None and cfg.save_every and run.step % cfg.save_every == 0
         if len(run.pending) >= cfg.log_every or saving:
             _flush(run, bar)                        # the only host sync: every log_every steps
         if saving:
             _save(run, start)
+        if world.distributed:                       # every process stops at the same step
+            sigint.hit, time_up = any_rank([sigint.hit, _over_budget(cfg, start, time.monotonic(), last)],
+                                           world, images.device)
+            if time_up and not sigint.hit and run.step < cfg.steps:
+                return "time"
         if sigint.hit:
             raise KeyboardInterrupt
     return "steps"
 
 
+def _call_back(callback, run: _Run, sigint) -> None:
+    try:
+        callback(run.step, run.model)
+    except KeyboardInterrupt:
+        if not run.world.distributed:
+            raise
+        sigint.hit = True                           # under DDP all ranks must stop together
+
+
 def _flush(run: _Run, bar) -> None:
-    """Read the pending losses back, check them, append them to the history."""
+    """Read the pending losses back (averaged over the ranks), check them, append them to the history."""
     if not run.pending:
         return
-    values = torch.stack(run.pending).float().tolist()
+    values = mean_over_ranks(torch.stack(run.pending).float(), run.world).tolist()
     first = run.step - len(values) + 1
     run.pending.clear()
     for i, v in enumerate(values):
@@ -320,10 +384,14 @@ def _flush(run: _Run, bar) -> None:
 
 
 def _save(run: _Run, start: float) -> None:
+    if not run.world.main:                          # rank 0 writes; the weights are the same everywhere
+        run.saved_step = run.step
+        return
     device = run.order.device
     rng = {"device": device.type, "data_order": run.order.get_state(), "noise": run.noise.get_state(),
            "torch": torch.get_rng_state(),
-           "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+           "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+           "world_size": run.world.size}
     ckpt = make_checkpoint(run.model, run.ema, run.optimizer, run.schedule, run.config.to_dict(), run.meta,
                            run.step, run.seed, rng, run.history, run.elapsed + time.monotonic() - start)
     save_checkpoint(ckpt, run.out)

@@ -92,7 +92,10 @@ class UNetConfig:
 
 
 # Named instances (what unet_config_for returns for these shapes). TINY: the `fast` preset (tests,
-# FAST=1 notebooks). DIGITS: the `cpu` preset on 8x8 digits (0.92M parameters, 3.5 MiB float32).
+# FAST=1 notebooks) and the `cpu` preset on 8x8 digits (0.16M parameters, 0.6 MiB float32): the
+# per-step cost sets both training and sampling time on a CPU, and this is the size that samples
+# 5x faster than a 1M-parameter U-Net and still trains good digits (benchmarks/README.md).
+# DIGITS: the first `cpu` model (0.92M parameters, 3.5 MiB), kept for checkpoints trained with it.
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, time_embed_dim=64)
 DIGITS = UNetConfig(base_channels=32, channel_mults=(1, 2), num_res_blocks=2, time_embed_dim=128)
 MNIST28 = UNetConfig(image_size=28, base_channels=32, channel_mults=(1, 2, 2), time_embed_dim=128)
@@ -102,7 +105,8 @@ SIZES = {"tiny": (16, 1), "small": (32, 2), "base": (64, 2)}     # base_channels
 
 
 def unet_config_for(shape, size: str = "small") -> UNetConfig:
-    """The UNetConfig for square images of `shape` (C, H, W): "tiny" (fast preset), "small" (cpu), "base" (gpu).
+    """The UNetConfig for square images of `shape` (C, H, W): "tiny" (fast and cpu presets), "small"
+    (gpu preset), "base" (a wider model for longer GPU runs).
 
     Levels: the resolution is halved while it stays even and >= 4, at most 4 levels
     (8 -> 4;  28 -> 14 -> 7;  32 -> 16 -> 8 -> 4), with channel_mults (1, 2, 2, 2)[:levels].

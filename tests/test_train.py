@@ -7,11 +7,12 @@ that would run code is refused (and the payload is shown to be live); truncated,
 foreign files and mismatched configs give clear errors; resuming is exact: N steps in one go
 equal N/2 + resume + N/2 bit for bit on the CPU (split by the step count, by a KeyboardInterrupt
 raised in a callback, and by a real SIGINT); a non-finite loss stops with its step in the
-message and keeps the last good checkpoint; the time budget is kept.
+message and keeps the last good checkpoint; the time budget is kept, also when it counts from an
+earlier start (budget_start: the CLI's process start).
 Runs use a micro U-Net (8 channels) so that the module takes seconds.
 
 Designed false-failure rates: every test is deterministic (seeded generators, one CPU thread)
-except the time-budget test, whose wall-clock bounds hold unless a single training step takes
+except the two time-budget tests, whose wall-clock bounds hold unless a single training step takes
 longer than 0.3 s (the step here takes ~10-40 ms even under contention) or the machine stalls
 the process for that long; the loss-decrease test compares seeded runs against a margin of
 about 10 standard errors of a 20-step mean. So ~0 per test and for the module, apart from
@@ -283,7 +284,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(digits, tmp_pa
         run(replace(CONFIG, lr=1e30, warmup_steps=0), data=digits, seed=0)
 
 
-def test_max_seconds_is_respected(digits, tmp_path):
+@pytest.fixture(scope="module")
+def warm():
+    """The first optimizer of a process imports torch._dynamo (seconds on a busy machine): do it
+    before the timed tests, whose budget is for training, not for Python's imports."""
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+
+
+def test_max_seconds_is_respected(digits, tmp_path, warm):
     # Budget 3 s for the whole call (data set passed in, so little set-up). The run must stop
     # within 3 s + 5 % and not more than 10 % early (a step here takes ~10-40 ms).
     budget = 3.0
@@ -293,3 +301,15 @@ def test_max_seconds_is_respected(digits, tmp_path):
     assert result.stopped_by == "time" and result.step > 10
     assert 0.9 * budget <= wall <= 1.05 * budget, wall
     assert load_checkpoint(tmp_path / "t.pt")["step"] == result.step
+
+
+def test_budget_counts_from_budget_start(digits, warm):
+    # The CLI passes its process start as budget_start, so --max-seconds covers the whole command.
+    # Here the budget started 1 s before the call: the call itself must end after 3 s - 1 s = 2 s,
+    # with the same tolerances as above (stop within budget + 5 %, not more than 10 % early).
+    budget, already = 3.0, 1.0
+    start = time.monotonic()
+    result = run(replace(CONFIG, steps=10**6, max_seconds=budget), data=digits, budget_start=start - already)
+    wall = time.monotonic() - start + already
+    assert result.stopped_by == "time"
+    assert 0.9 * budget <= wall <= 1.05 * budget, wall
