@@ -1,4 +1,5 @@
-"""The machinery behind every exercise check (exercises.py: notebooks 01-02; exercises_elbo.py: 03).
+"""The machinery behind every exercise check (exercises.py: notebooks 01-02; exercises_elbo.py: 03;
+exercises_training.py: 04; exercises_sampling.py: 05-07).
 
 A check calls the student's answer through `_call`, compares it with the library through
 `_compare` (functions) or `_predict` (numbers), and reports through `_run`, which prints

@@ -8,8 +8,8 @@ A check prints "correct", "not yet: max error X at t=Y (expected A, got B)" with
 answer matches a typical mistake, or "not attempted yet", and returns a Result. It never raises for
 a student's answer (the student copy runs top to bottom), only for a wrong answer marked as a
 solution (so the repository's notebooks, run by the tests, fail). The helpers live in
-_exercise_core.py; notebook 03's checks are in exercises_elbo.py, those of 05-07 go in
-exercises_sampling.py, each built on the same helpers.
+_exercise_core.py; notebook 03's checks are in exercises_elbo.py, 04's in exercises_training.py,
+those of 05-07 in exercises_sampling.py, each built on the same helpers.
 """
 from __future__ import annotations
 
