@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which split to train on (offline MNIST has only 'test')")
     t.add_argument("--pad-to", type=_positive_int, default=None, help="pad images with -1 to this size (28 -> 32)")
     t.add_argument("--preset", choices=("fast", "cpu", "gpu"), default="cpu",
-                   help="fast: seconds (tests); cpu: digits on a laptop CPU, ~5 min; gpu: one GPU, bf16")
+                   help="fast: seconds (tests); cpu: digits on a laptop CPU, ~4 min on 2 cores; gpu: one GPU, bf16")
     t.add_argument("--seed", type=int, default=None, help="default 0 (a resumed run keeps its own)")
     t.add_argument("--steps", type=_positive_int, default=None, help="override the preset's step count")
     t.add_argument("--max-seconds", type=_number(0, True), default=None, help="wall-clock budget")

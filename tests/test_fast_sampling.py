@@ -22,14 +22,6 @@ SMALL = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, time
 SCHEDULE = linear_schedule(20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def randomized(config=SMALL, seed=0, device="cpu") -> UNet:
     """A UNet with random weights everywhere (its zero-initialised layers would make eps_hat = 0)."""
     torch.manual_seed(seed)
