@@ -48,7 +48,8 @@ def run_one(shift: int, modules: list[str], workdir: Path, select: str | None = 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=STATISTICAL)
-    parser.add_argument("--seeds", type=int, default=200, help="number of seed shifts (1..N)")
+    parser.add_argument("--seeds", type=int, default=200, help="number of seed shifts (FIRST..FIRST+N-1)")
+    parser.add_argument("--first", type=int, default=1, help="the first seed shift (to split a sweep over runs)")
     parser.add_argument("--jobs", type=int, default=2, help="pytest processes in parallel")
     parser.add_argument("--json", type=Path, default=None, help="also write the counts here")
     parser.add_argument("-k", dest="select", default=None,
@@ -59,7 +60,8 @@ def main(argv=None) -> None:
     failures, runs = collections.Counter(), collections.Counter()
     module_failed_runs = collections.Counter()                 # seed shifts with any failure
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(run_one, s, args.modules, Path(tmp), args.select) for s in range(1, args.seeds + 1)]
+        shifts = range(args.first, args.first + args.seeds)
+        futures = [pool.submit(run_one, s, args.modules, Path(tmp), args.select) for s in shifts]
         for i, future in enumerate(futures, 1):
             failed_modules = set()
             for test_id, passed in future.result().items():
@@ -82,7 +84,7 @@ def main(argv=None) -> None:
               f"seed shifts ({module_failed_runs[module] / args.seeds:.3f})")
     print(f"\n{args.seeds} seed shifts in {time.time() - start:.0f} s")
     if args.json:
-        args.json.write_text(json.dumps({"seeds": args.seeds, "runs": runs, "failures": failures,
+        args.json.write_text(json.dumps({"seeds": args.seeds, "first": args.first, "runs": runs, "failures": failures,
                                          "module_failed_runs": module_failed_runs}, indent=1))
 
 
