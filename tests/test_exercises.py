@@ -457,6 +457,15 @@ def test_make_student_refuses_an_untagged_solution(tmp_path):
     assert run.returncode != 0 and "not tagged" in run.stderr
 
 
+def assert_checks_say_not_attempted(nb, name: str) -> None:
+    """Every executed check cell of a student copy printed "not attempted yet" (and there are some)."""
+    checks = [c for c in nb.cells if c.cell_type == "code" and "exercises.check_" in c.source]
+    assert checks, f"{name}: no check cells"
+    for cell in checks:
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "not attempted yet" in text, f"{name}: check cell printed {text!r}"
+
+
 def test_student_copy_of_01_runs_top_to_bottom(student_copy, monkeypatch):
     from nbclient import NotebookClient
 
@@ -464,11 +473,7 @@ def test_student_copy_of_01_runs_top_to_bottom(student_copy, monkeypatch):
     nb = nbformat.read(student_copy / "01_forward_process.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(student_copy)}}).execute()
-    checks = [c for c in nb.cells if c.cell_type == "code" and "exercises.check_" in c.source]
-    assert checks
-    for cell in checks:
-        text = "".join(o.get("text", "") for o in cell.outputs)
-        assert "not attempted yet" in text, f"check cell printed {text!r}"
+    assert_checks_say_not_attempted(nb, "01_forward_process.ipynb")
     assert not any(o.output_type == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
@@ -487,8 +492,4 @@ def test_student_copy_exercises_run(student_copy, name, monkeypatch):
     nb.cells = [nb.cells[first_code]] + nb.cells[start:]
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(student_copy)}}).execute()
-    checks = [c for c in nb.cells if c.cell_type == "code" and "exercises.check_" in c.source]
-    assert checks
-    for cell in checks:
-        text = "".join(o.get("text", "") for o in cell.outputs)
-        assert "not attempted yet" in text, f"{name}: check cell printed {text!r}"
+    assert_checks_say_not_attempted(nb, name)

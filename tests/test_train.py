@@ -41,15 +41,6 @@ MICRO = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, time
 CONFIG = replace(PRESETS["fast"], steps=20, batch_size=16, warmup_steps=5, log_every=5, save_every=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One CPU thread: bitwise-reproducible runs, and no spinning threads on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", "train")

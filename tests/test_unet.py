@@ -20,15 +20,6 @@ from diffusion_lib.train import PRESETS
 from diffusion_lib.unet import (DIGITS, MNIST28, MNIST32, TINY, SelfAttention, UNet, UNetConfig,
                                 model_summary, timestep_embedding, unet_config_for)
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One CPU thread: tiny tensors gain nothing from two, and two threads on a shared CPU spin."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 SMALL28 = UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1,
                      time_embed_dim=32, groups=4)
 
