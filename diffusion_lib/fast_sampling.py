@@ -16,12 +16,13 @@ same eps_hat as `model` (exactly, in float32) with less overhead:
 Defaults (fast_model(model); figures in benchmarks/README.md):
 - CUDA: cuda_graph and bf16.
 - CPU with native bf16 instructions (AVX512-BF16 or AMX: recent AMD and Intel server chips, AMD
-  Zen 4 laptops): bf16, measured 1.7x faster per step for the `cpu` preset's U-Net, with the same
-  FD (DDPM-1000 13.79 vs 13.81 in float32, floor 13.99 +- 2.3, n = 1000).
+  Zen 4 laptops): bf16. Measured on the course's 2-core AMD EPYC (AVX512-BF16), shipped digits
+  model, batch 1000, one thread: 2.1x faster per call (112 vs 240 ms), with the same FD (DDIM-50
+  14.35 vs 14.27 in float32, floor 13.99 +- 2.3, n = 1000).
 - any other CPU: nothing (oneDNN emulates bf16 there, slowly): the wrapper only drops autograd
   bookkeeping and the samples are bitwise those of the plain model.
-compile is off everywhere (on a 2-core CPU it compiles for over a minute for a 25 % faster forward
-pass); channels_last too (slower on the CPU; benchmarks/gpu.sh times it on a GPU).
+compile and channels_last are off everywhere: neither was measured to pay (benchmarks/gpu.sh times
+both on a GPU).
 fast_model(model, bf16=False) always gives the plain model's float32 numbers.
 
     from diffusion_lib.fast_sampling import fast_model
