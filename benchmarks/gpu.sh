@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in one command: the MNIST benchmark on one CUDA GPU (about 8 minutes on an H200),
+# The GPU figures in one command: the MNIST benchmark on one CUDA GPU (not run yet: no GPU so far),
 # with our speed options timed one by one. Writes OUT/results.json, OUT/log.txt, OUT/nvidia-smi.csv.
 #
 #   bash benchmarks/gpu.sh OUT [more options for benchmarks/run.py, e.g. --compile-ablation]
