@@ -20,6 +20,9 @@ fail by chance. Each Monte Carlo check uses a seeded generator (so a run is dete
 designed to fail for a correct library with probability P(|Z| > 5) = 5.7e-7 (two-sided, Gaussian
 estimator), or 2.9e-7 for the two one-sided checks (-ELBO >= -log p). There are 6 two-sided and 2
 one-sided Monte Carlo checks: a designed false-failure rate of 4e-6 for the module.
+
+Seed sweep (scripts/seed_sweep.py, 2026-11-30; seeds shifted by 1..200): no failure in 200
+shifts (designed: 4e-6 for the module).
 """
 import math
 

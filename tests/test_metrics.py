@@ -13,6 +13,9 @@ often a test would fail for a correct library under another seed):
   5 % of Tr(S) (the FD of a model that always draws the mean image): measured 0.7 %, rate ~0.
 - the shipped classifier's held-out accuracy >= 95 % (97.3 % measured), determinism: 0.
 Module: below 1e-3.
+
+Seed sweep (scripts/seed_sweep.py, 2026-11-30; seeds shifted by 1..200): no failure in 200
+shifts (designed: below 1e-3 for the module).
 """
 import math
 

@@ -17,6 +17,8 @@ False failures: 3 etas x 2 time grids x 4 times x 2 moments = 48 Monte Carlo com
 allowing K_SE = 4.5 standard errors (two-sided rate 6.8e-6): a designed rate below 4e-4 for the
 module for a fresh seed; the identities are exact (tolerance 1e-12 in float64). Seeded: a run is
 deterministic. Runtime: about 3 s on one core.
+
+Seed sweep (scripts/seed_sweep.py, 2026-11-30) of the Monte Carlo tests: no failure in 42 shifts (1..22 and 101..120), not 200: at 36 s a run there was no time for more.
 """
 import math
 

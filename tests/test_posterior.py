@@ -19,6 +19,9 @@ Three kinds of check:
   are 12 comparisons (3 values of t x 4 quantities), so the module is designed to fail by chance
   with probability at most 8.2e-5 (union bound). The generators are seeded, so every run gives the
   same result; the rate is the chance that a seed picked at random fails with correct code.
+
+Seed sweep (scripts/seed_sweep.py, 2026-11-30; seeds shifted by 1..200): no failure in 200
+shifts (designed: 8.2e-5 for the module).
 """
 import math
 

@@ -13,6 +13,10 @@ False failures: every Monte Carlo comparison allows k = 4.5 standard errors of a
 estimator (two-sided rate 6.8e-6 per comparison); each KS test rejects at p < 1e-5. The module
 makes 34 such comparisons: a designed false-failure rate below 2e-4 for the module, for a fresh
 seed. Seeds are fixed, so a run is deterministic.
+
+Seed sweep (scripts/seed_sweep.py, 2026-11-30; seeds shifted by 1..200): no failure in 200
+shifts for every test except the 1000-step ones and the mixture mode weights (36 s per run
+together); those: no failure in 42 shifts (1..22 and 101..120), not 200: at 36 s a run there was no time for more.
 """
 import math
 
