@@ -48,19 +48,26 @@ from diffusion_lib.train import PRESETS, make_schedule  # noqa: E402
 from diffusion_lib.unet import UNet, model_summary, unet_config_for  # noqa: E402
 
 # What each run does. Seconds are training seconds on each run's own clock.
+PEER_LR_DIGITS, PEER_WARMUP_DIGITS = 1e-2, 50                     # the best of benchmarks/peer_lr.py
+# n: samples per DDIM-50 FD; n_ddpm: per DDPM-1000 FD (ours and the peer alike, floor at the same n).
+# peer_lr / peer_warmup: None keeps train_unconditional.py's recipe (1e-4, 500 warm-up steps). On the
+# 2-core CPU the peer makes ~470 steps in its 120 s, all inside that warm-up, so the digits plan uses the
+# best pair of benchmarks/peer_lr.py's sweep at 470 steps instead (in the peer's favour): lr 1e-2 with
+# 50 warm-up steps, DDIM-50 FD 118 against 1,780 with the recipe (lr 1e-4 .. 3e-2 tried; 2026-11-30).
 PLANS = {
     "digits": dict(peer_seconds=120, ours=[10, 20, 30, 40], peer=[40, 120], ddpm_ours=[10, 20, 40],
-                   ddpm_peer=[120], n=1000, sample_batch=1000, batches=[64, 256, 1000], k=8, rounds=3,
-                   peer_batch=128, target_seconds=40),
+                   ddpm_peer=[120], n=1000, n_ddpm=500, sample_batch=1000, batches=[64, 256, 1000], k=8,
+                   rounds=3, peer_batch=128, target_seconds=40, peer_lr=PEER_LR_DIGITS,
+                   peer_warmup=PEER_WARMUP_DIGITS),
     "digits-quick": dict(peer_seconds=45, ours=[5, 10, 15], peer=[15, 45], ddpm_ours=[15], ddpm_peer=[45],
-                         n=300, sample_batch=300, batches=[300], k=5, rounds=2, peer_batch=128,
-                         target_seconds=15),
+                         n=300, n_ddpm=300, sample_batch=300, batches=[300], k=5, rounds=2, peer_batch=128,
+                         target_seconds=15, peer_lr=PEER_LR_DIGITS, peer_warmup=PEER_WARMUP_DIGITS),
     "mnist": dict(peer_seconds=200, ours=[15, 30, 45, 60], peer=[60, 200], ddpm_ours=[15, 30, 45, 60],
-                  ddpm_peer=[200], n=2000, sample_batch=2000, batches=[250, 1000, 2000], k=20, rounds=3,
-                  peer_batch=256, target_seconds=60),
+                  ddpm_peer=[200], n=2000, n_ddpm=2000, sample_batch=2000, batches=[250, 1000, 2000], k=20,
+                  rounds=3, peer_batch=256, target_seconds=60, peer_lr=None, peer_warmup=None),
     "mnist-quick": dict(peer_seconds=60, ours=[10, 20], peer=[20, 60], ddpm_ours=[20], ddpm_peer=[60],
-                        n=1000, sample_batch=1000, batches=[1000], k=10, rounds=2, peer_batch=256,
-                        target_seconds=20),
+                        n=1000, n_ddpm=1000, sample_batch=1000, batches=[1000], k=10, rounds=2, peer_batch=256,
+                        target_seconds=20, peer_lr=None, peer_warmup=None),
 }
 DDIM_STEPS = (10, 20, 50, 100)
 
@@ -76,10 +83,15 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench", help="folder for results.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--time-scale", type=float, default=1.0, help="multiply all training times (smoke tests)")
-    p.add_argument("-n", type=int, default=None, help="samples per FD (default: the plan's)")
-    p.add_argument("--peer-lr", type=float, default=None, help="peer learning rate (recipe: 1e-4)")
+    p.add_argument("-n", type=int, default=None, help="samples per DDIM-50 FD (default: the plan's)")
+    p.add_argument("--n-ddpm", type=int, default=None, help="samples per DDPM-1000 FD (default: the plan's)")
+    p.add_argument("--peer-lr", type=float, default=None, help="peer learning rate (default: the plan's; recipe 1e-4)")
+    p.add_argument("--peer-warmup", type=int, default=None,
+                   help="peer warm-up steps (default: the plan's; recipe 500)")
     p.add_argument("--ablations", action="store_true", help="also time our speed options one by one")
     p.add_argument("--compile-ablation", action="store_true", help="include torch.compile in the ablations")
+    p.add_argument("--ablations-only", action="store_true",
+                   help="only the ablations, on a freshly initialised model of the preset (a few minutes)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a plan entry, e.g. --set batches=[16] --set ddpm_peer=[] (smoke tests)")
     return p.parse_args(argv)
@@ -128,7 +140,9 @@ def train_both(args, plan, device, ours_data, peer_images, out: Path) -> tuple:
     peer_rate = calib.step / calib.clock
     del calib
     planned = max(1, int(peer_rate * plan["peer_seconds"] * scale))
-    recipe = {"lr": args.peer_lr} if args.peer_lr else {}
+    lr = args.peer_lr or plan["peer_lr"]
+    warmup = args.peer_warmup if args.peer_warmup is not None else plan["peer_warmup"]
+    recipe = {**({"lr": lr} if lr else {}), **({"warmup_steps": warmup} if warmup is not None else {})}
     peer = harness.PeerRun(peer_images, plan["peer_batch"], planned, seed=args.seed, **recipe)
     ours = harness.OursRun(preset, ours_data, out / "ours.pt", device, seed=args.seed, model_config=model_config)
     # Slices: ours to each of its snapshot points; the peer, between two of ours, for `ratio` times as
@@ -170,15 +184,16 @@ def evaluate(args, plan, device, ours, peer, snaps, refs, schedule, shape) -> li
             for sampler, steps in (("ddim", 50), ("ddpm", 1000)):
                 if sampler == "ddpm" and snap["at"] not in plan[f"ddpm_{who}"]:
                     continue
-                batch = min(n, plan["sample_batch"])
+                m = n if sampler == "ddim" else min(n, args.n_ddpm or plan["n_ddpm"])
+                batch = min(m, plan["sample_batch"])
                 with harness.PeakMemory(device) as mem:
                     if who == "ours":
-                        x, secs = harness.sample_ours(eps, schedule, shape, n, sampler, steps, batch, args.seed + 7)
+                        x, secs = harness.sample_ours(eps, schedule, shape, m, sampler, steps, batch, args.seed + 7)
                     else:
-                        x, secs = harness.sample_peer(model, n, sampler, steps, batch, args.seed + 7)
+                        x, secs = harness.sample_peer(model, m, sampler, steps, batch, args.seed + 7)
                 fd = score(x, refs[who], args, device)
-                row[f"{sampler}{steps}"] = {**fd, "seconds": round(secs, 2), "images_per_s": n / secs,
-                                            "peak_mib": mem.peak}
+                row[f"{sampler}{steps}"] = {**fd, "seconds": round(secs, 2), "images_per_s": m / secs,
+                                            "batch": batch, "peak_mib": mem.peak}
                 print(f"  {who} at {snap['at']:>4} s: {sampler.upper()}-{steps} FD {fd['fd']:.3g} "
                       f"(floor {fd['floor']:.3g} +- {fd['floor_sd']:.2g}, n {fd['n']}), sampled in {secs:.1f} s",
                       flush=True)
@@ -376,6 +391,26 @@ def main(argv=None) -> dict:
           f"{torch.get_num_threads()}, preset {args.preset}; load average {load0[0]:.2f}", flush=True)
     ours_data, peer_images, ours_ref, peer_ref = load_data(args, device)
     shape = tuple(ours_data.shape)
+    if args.ablations_only:
+        # Step times do not depend on the weights; the initial ones give eps = 0 (the last conv starts
+        # at zero), which would hide the numeric differences, so every weight gets seeded noise.
+        preset = PRESETS[args.preset]
+        model = UNet(unet_config_for(shape, preset.model_size)).to(device).eval().requires_grad_(False)
+        g = torch.Generator().manual_seed(args.seed)
+        for param in model.parameters():
+            param.add_(0.05 * torch.randn(param.shape, generator=g).to(device))
+        print("ablations of our speed options (initial weights + seeded noise):", flush=True)
+        result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                  "environment": environment(device, torch.get_num_threads()),
+                  "models": {"ours": model_summary(model)[1], "ours_params": n_params(model)},
+                  "ablations": ablations(args, plan, device, model, make_schedule(preset), shape, preset,
+                                         ours_data)}
+        load1 = os.getloadavg()
+        result["load_average"] = f"{load0[0]:.2f} at start, {load1[0]:.2f} at end (1-min)"
+        result["wall_seconds"] = time.perf_counter() - wall
+        (args.out / "ablations.json").write_text(json.dumps(result, indent=1, default=str))
+        print(f"ablations took {result['wall_seconds']:.0f} s; wrote {args.out / 'ablations.json'}")
+        return result
     print("training (interleaved slices, each run on its own clock):", flush=True)
     ours, peer, snaps, planned, peer_rate = train_both(args, plan, device, ours_data, peer_images, args.out)
     schedule = make_schedule(PRESETS[args.preset])
