@@ -252,7 +252,7 @@ def ablations(args, plan, device, ours_model, schedule, shape, preset, ours_data
         variants["fast_model, bf16 + channels_last + CUDA graph"] = dict(bf16=True, channels_last=True,
                                                                        cuda_graph=True)
     if args.compile_ablation:
-        variants["fast_model, compile (+ defaults)"] = dict(**default_options(device), compile=True)
+        variants["fast_model, compile (+ defaults)"] = {**default_options(device), "compile": True}
     res = {"batch": batch, "sampling_s_per_step": {}, "compile_seconds": None}
     built = {}
     for name, opts in variants.items():
@@ -392,17 +392,24 @@ def main(argv=None) -> dict:
     ours_data, peer_images, ours_ref, peer_ref = load_data(args, device)
     shape = tuple(ours_data.shape)
     if args.ablations_only:
-        # Step times do not depend on the weights; the initial ones give eps = 0 (the last conv starts
-        # at zero), which would hide the numeric differences, so every weight gets seeded noise.
+        # A trained model: the shipped checkpoint where it fits (digits, `cpu` preset). Otherwise the
+        # initial weights plus seeded noise (the initial ones give eps = 0, the last conv starting at
+        # zero); such a model's samples leave [-1, 1] and its step times are not those of a trained one.
         preset = PRESETS[args.preset]
-        model = UNet(unet_config_for(shape, preset.model_size)).to(device).eval().requires_grad_(False)
-        g = torch.Generator().manual_seed(args.seed)
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn(param.shape, generator=g).to(device))
-        print("ablations of our speed options (initial weights + seeded noise):", flush=True)
+        config = unet_config_for(shape, preset.model_size)
+        shipped = ROOT / "assets" / "digits.pt"
+        from diffusion_lib.checkpoint import load_model
+        if args.data == "digits" and shipped.exists() and load_model(shipped, "cpu")[2]["unet_config"] == config:
+            model, weights = load_model(shipped, device)[0], str(shipped.relative_to(ROOT))
+        else:
+            model, weights = UNet(config).to(device).eval().requires_grad_(False), "initial + seeded noise"
+            g = torch.Generator().manual_seed(args.seed)
+            for param in model.parameters():
+                param.add_(0.05 * torch.randn(param.shape, generator=g).to(device))
+        print(f"ablations of our speed options (weights: {weights}):", flush=True)
         result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                   "environment": environment(device, torch.get_num_threads()),
-                  "models": {"ours": model_summary(model)[1], "ours_params": n_params(model)},
+                  "models": {"ours": model_summary(model)[1], "ours_params": n_params(model), "weights": weights},
                   "ablations": ablations(args, plan, device, model, make_schedule(preset), shape, preset,
                                          ours_data)}
         load1 = os.getloadavg()
