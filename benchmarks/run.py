@@ -91,7 +91,7 @@ def parse_args(argv=None):
     p.add_argument("--ablations", action="store_true", help="also time our speed options one by one")
     p.add_argument("--compile-ablation", action="store_true", help="include torch.compile in the ablations")
     p.add_argument("--ablations-only", action="store_true",
-                   help="only the ablations, on a freshly initialised model of the preset (a few minutes)")
+                   help="only the ablations, on the shipped model (digits, cpu preset) or a seeded random one")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a plan entry, e.g. --set batches=[16] --set ddpm_peer=[] (smoke tests)")
     return p.parse_args(argv)
@@ -394,7 +394,7 @@ def main(argv=None) -> dict:
     if args.ablations_only:
         # A trained model: the shipped checkpoint where it fits (digits, `cpu` preset). Otherwise the
         # initial weights plus seeded noise (the initial ones give eps = 0, the last conv starting at
-        # zero); such a model's samples leave [-1, 1] and its step times are not those of a trained one.
+        # zero); such a model's samples are not digits, but its step times and float32 differences count.
         preset = PRESETS[args.preset]
         config = unet_config_for(shape, preset.model_size)
         shipped = ROOT / "assets" / "digits.pt"
