@@ -372,6 +372,14 @@ def table(result) -> str:
     return "\n".join(lines)
 
 
+def write_result(result: dict, path: Path, load0: tuple, wall: float) -> None:
+    """Add the load average (start, end) and the wall time to `result` and write it as JSON."""
+    load1 = os.getloadavg()
+    result["load_average"] = f"{load0[0]:.2f} at start, {load1[0]:.2f} at end (1-min)"
+    result["wall_seconds"] = time.perf_counter() - wall
+    path.write_text(json.dumps(result, indent=1, default=str))
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     wall = time.perf_counter()
@@ -412,10 +420,7 @@ def main(argv=None) -> dict:
                   "models": {"ours": model_summary(model)[1], "ours_params": n_params(model), "weights": weights},
                   "ablations": ablations(args, plan, device, model, make_schedule(preset), shape, preset,
                                          ours_data)}
-        load1 = os.getloadavg()
-        result["load_average"] = f"{load0[0]:.2f} at start, {load1[0]:.2f} at end (1-min)"
-        result["wall_seconds"] = time.perf_counter() - wall
-        (args.out / "ablations.json").write_text(json.dumps(result, indent=1, default=str))
+        write_result(result, args.out / "ablations.json", load0, wall)
         print(f"ablations took {result['wall_seconds']:.0f} s; wrote {args.out / 'ablations.json'}")
         return result
     print("training (interleaved slices, each run on its own clock):", flush=True)
@@ -452,10 +457,7 @@ def main(argv=None) -> dict:
     if args.ablations:
         print("ablations of our speed options:", flush=True)
         result["ablations"] = ablations(args, plan, device, ours_model, schedule, shape, preset, ours_data)
-    load1 = os.getloadavg()
-    result["load_average"] = f"{load0[0]:.2f} at start, {load1[0]:.2f} at end (1-min)"
-    result["wall_seconds"] = time.perf_counter() - wall
-    (args.out / "results.json").write_text(json.dumps(result, indent=1, default=str))
+    write_result(result, args.out / "results.json", load0, wall)
     print()
     print(table(result))
     print(f"\nwrote {args.out / 'results.json'}")

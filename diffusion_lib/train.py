@@ -100,8 +100,8 @@ class TrainConfig:
 
 SCHEDULES = {"linear": linear_schedule, "cosine": cosine_schedule}
 # fast: tests and FAST=1 notebooks, seconds.
-# cpu: 8x8 digits on a laptop CPU. The 0.16M-parameter "tiny" U-Net (a sampling step 4-9x cheaper
-#   than the 1.0M-parameter diffusers peer's, benchmarks/README.md), batch 128, lr 4e-3: 5000 steps
+# cpu: 8x8 digits on a laptop CPU. The 0.16M-parameter "tiny" U-Net (a sampling step 3.6x cheaper
+#   than the 0.92M-parameter one's, benchmarks/README.md), batch 128, lr 4e-3: 5000 steps
 #   in ~250 s on 2 cores, DDPM-1000 FD within 1.1x of the real-vs-real floor (README).
 # gpu: one GPU, bf16 autocast; MNIST at 28x28 with the "small" U-Net (1.5M parameters, against the
 #   diffusers peer's 4M). Not measured on a GPU yet (benchmarks/gpu.sh is the prepared run).
