@@ -18,11 +18,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer import PeerTrainer, StopSampling, peer_sample  # noqa: E402
 
-from diffusion_lib.cli import sample_images  # noqa: E402
-from diffusion_lib.ddim import ddim_sample  # noqa: E402
-from diffusion_lib.ddpm import ddpm_sample  # noqa: E402
-from diffusion_lib.train import train  # noqa: E402
-from diffusion_lib.unet import UNet  # noqa: E402
+from diffusion_lib.samplers.batch import sample_images  # noqa: E402
+from diffusion_lib.samplers.ddim import ddim_sample  # noqa: E402
+from diffusion_lib.samplers.ddpm import ddpm_sample  # noqa: E402
+from diffusion_lib.training.loop import train  # noqa: E402
+from diffusion_lib.model.unet import UNet  # noqa: E402
 
 
 def sync(device) -> None:

@@ -18,7 +18,7 @@ The recipe, as train_unconditional.py sets it up (its defaults):
 Two deliberate differences from the script, both in the peer's favour: the images are kept on the
 device (no DataLoader, no augmentation), and the batch size is the benchmark's (128 on the CPU).
 
-Time index: diffusers' timestep k in 0..999 is our t = k + 1 (see diffusion_lib/schedules.py).
+Time index: diffusers' timestep k in 0..999 is our t = k + 1 (see diffusion_lib/process/schedules.py).
 """
 from __future__ import annotations
 

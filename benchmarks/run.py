@@ -42,10 +42,10 @@ import harness  # noqa: E402
 from peer import PEER_ARCH, build_unet, n_params  # noqa: E402
 
 from diffusion_lib.data import load_dataset  # noqa: E402
-from diffusion_lib.fast_sampling import FastModel, default_options, fast_model  # noqa: E402
+from diffusion_lib.model.fast import FastModel, default_options, fast_model  # noqa: E402
 from diffusion_lib.metrics import fd_with_floor  # noqa: E402
-from diffusion_lib.train import PRESETS, make_schedule  # noqa: E402
-from diffusion_lib.unet import UNet, model_summary, unet_config_for  # noqa: E402
+from diffusion_lib.training.config import PRESETS, make_schedule  # noqa: E402
+from diffusion_lib.model.unet import UNet, model_summary, unet_config_for  # noqa: E402
 
 # What each run does. Seconds are training seconds on each run's own clock.
 PEER_LR_DIGITS, PEER_WARMUP_DIGITS = 1e-2, 50                     # the best of benchmarks/peer_lr.py
@@ -277,7 +277,7 @@ def ablations(args, plan, device, ours_model, schedule, shape, preset, ours_data
         res["sampling_s_per_step_by_size"][size] = {"params": n_params(eps.model), "s_per_step": sec}
     # Same numbers? float32 fast paths must reproduce the plain model's samples (tests/test_fast_sampling.py).
     g = lambda: torch.Generator(device).manual_seed(3)                                  # noqa: E731
-    from diffusion_lib.ddim import ddim_sample
+    from diffusion_lib.samplers.ddim import ddim_sample
     ref = ddim_sample(ours_model, (64, *shape), schedule, steps=10, generator=g())
     res["max_abs_diff_vs_plain_ddim10"] = {}
     for name, eps in built.items():
@@ -406,7 +406,7 @@ def main(argv=None) -> dict:
         preset = PRESETS[args.preset]
         config = unet_config_for(shape, preset.model_size)
         shipped = ROOT / "assets" / "digits.pt"
-        from diffusion_lib.checkpoint import load_model
+        from diffusion_lib.training.checkpoint import load_model
         if args.data == "digits" and shipped.exists() and load_model(shipped, "cpu")[2]["unet_config"] == config:
             model, weights = load_model(shipped, device)[0], str(shipped.relative_to(ROOT))
         else:

@@ -1,4 +1,4 @@
-"""The command line: python -m diffusion_lib train | sample | evaluate | export (DESIGN.md).
+"""The command line: python -m diffusion_lib train | sample | evaluate | export | train-classifier.
 
     python -m diffusion_lib train  --data digits --preset cpu --seed 0 [--max-seconds 600] \
            --out runs/digits.pt [--resume] [--device cpu] [--threads 1]
@@ -8,8 +8,9 @@
            --out samples.npy
     python -m diffusion_lib evaluate --checkpoint runs/digits.pt
     python -m diffusion_lib export --checkpoint runs/digits.pt --out assets/digits.pt   # EMA weights only
+    python -m diffusion_lib train-classifier --data digits --threads 1 --out assets/digits_classifier.pt
     torchrun --standalone --nproc_per_node=4 -m diffusion_lib train --data mnist --preset gpu ...
-           # one process per GPU, DistributedDataParallel (diffusion_lib/distributed.py)
+           # one process per GPU, DistributedDataParallel (diffusion_lib/training/distributed.py)
 
 Errors print one line on stderr and exit with status 1 (2 for bad arguments, 130 on Ctrl-C);
 --debug shows the traceback instead.
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 
 class UsageError(Exception):
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--seed", type=int, default=0)
     sampling.add_argument("--batch-size", type=_positive_int, default=500)
     sampling.add_argument("--no-fast", action="store_true",
-                          help="call the plain model (float32, no CUDA graphs); see diffusion_lib/fast_sampling.py")
+                          help="call the plain model (float32, no CUDA graphs); see diffusion_lib/model/fast.py")
     data = _Parser(add_help=False)
     data.add_argument("--data-root", default=None, help="folder of the IDX files (MNIST-style sets)")
     data.add_argument("--download", action="store_true", help="download missing data files once")
@@ -97,24 +97,34 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", parents=[common], help="copy a checkpoint keeping the EMA weights only")
     x.add_argument("--checkpoint", required=True, type=Path)
     x.add_argument("--out", required=True, type=Path)
+    c = sub.add_parser("train-classifier", parents=[common, data],
+                       help="train the feature classifier of FD (the shipped assets/digits_classifier.pt)")
+    c.add_argument("--data", default="digits", choices=("digits", "mnist", "fashion-mnist"))
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", required=True, type=Path)
     return parser
 
 
 def cmd_train(args) -> None:
     from .data import load_dataset
-    from .distributed import world_from_env
-    from .train import PRESETS, train
-    from .unet import model_summary
+    from .training.distributed import world_from_env
+    from .training.config import PRESETS
+    from .training.loop import train
+    from .model.unet import model_summary
 
     out = args.out or Path("runs") / f"{args.data}.pt"
     if out.exists() and not (args.resume or args.overwrite):
         raise ValueError(f"{out} exists: pass --resume to continue it or --overwrite to start over")
-    overrides = {"steps": args.steps, "max_seconds": args.max_seconds}
-    config = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     pad = {"pad_to": args.pad_to} if args.pad_to else {}
     data = load_dataset(args.data, args.split, args.data_root, args.download, **pad)
+    # --max-seconds covers the whole command: the start of Python and torch and the data loading count too
+    budget = args.max_seconds - (time.monotonic() - _process_start()) if args.max_seconds else None
+    if budget is not None and budget <= 0:
+        raise ValueError(f"--max-seconds {args.max_seconds:g} was spent before training could start")
+    overrides = {"steps": args.steps, "max_seconds": budget}
+    config = replace(PRESETS[args.preset], **{k: v for k, v in overrides.items() if v is not None})
     result = train(config, data=data, out=out, seed=args.seed, device=args.device, resume=args.resume,
-                   progress=not args.no_progress, budget_start=_process_start())
+                   progress=not args.no_progress)
     if not world_from_env().main:                  # under torchrun, rank 0 reports
         return
     last = result.history["loss"][-100:]
@@ -136,35 +146,9 @@ def _process_start() -> float:
         return time.monotonic()
 
 
-def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-                  seed: int = 0, batch_size: int = 500, progress: bool = True, fast: bool = True) -> torch.Tensor:
-    """n samples (n, *shape) float32 on the CPU, clamped to [-1, 1], drawn in batches with the library's
-    ddim_sample / ddpm_sample from one generator seeded with `seed` on the model's device.
-    fast: call the model through fast_sampling.fast_model (its per-device defaults: on the CPU the
-    same numbers; on CUDA CUDA graphs and bf16); `model` may also be a FastModel already."""
-    from .ddim import ddim_sample
-    from .ddpm import ddpm_sample
-    from .fast_sampling import FastModel, fast_model
-
-    if isinstance(model, FastModel):               # already wrapped (keeps its CUDA graphs across calls)
-        device = model.device
-    else:
-        device = next(model.parameters()).device
-        model = fast_model(model) if fast else model
-    generator = torch.Generator(device).manual_seed(seed)
-    out = []
-    for b in tqdm(range(0, n, batch_size), desc=f"{sampler} batches", disable=not progress):
-        size = (min(batch_size, n - b), *shape)
-        if sampler == "ddim":
-            x = ddim_sample(model, size, schedule, steps=steps, eta=eta, generator=generator, progress=progress)
-        else:
-            x = ddpm_sample(model, size, schedule, generator=generator, progress=progress)
-        out.append(x.clamp(-1, 1).float().cpu())
-    return torch.cat(out)
-
-
 def _load_and_sample(args):
-    from .checkpoint import load_model
+    from .samplers.batch import sample_images
+    from .training.checkpoint import load_model
 
     if args.sampler == "ddpm" and (args.steps is not None or args.eta is not None):
         raise UsageError("--steps and --eta are DDIM settings; DDPM always runs all T steps")
@@ -188,10 +172,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    try:
-        from . import metrics
-    except ImportError as e:
-        raise RuntimeError(f"evaluate needs diffusion_lib/metrics.py, which could not be imported: {e}") from None
+    from . import metrics
     from .data import load_dataset, pad_images
 
     model, schedule, info, samples, label = _load_and_sample(args)
@@ -216,13 +197,24 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from .checkpoint import export_ema
+    from .training.checkpoint import export_ema
 
     path = export_ema(args.checkpoint, args.out)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB, EMA weights only)")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "export": cmd_export}
+def cmd_train_classifier(args) -> None:
+    from .metrics.classifier import build_classifier, save_classifier
+
+    start = time.perf_counter()
+    checkpoint = build_classifier(args.data, args.seed, args.device or "cpu", args.data_root)
+    save_classifier(checkpoint, args.out)
+    print(f"{args.data}: classifier trained on {checkpoint['trained_on']} in {time.perf_counter() - start:.1f} s; "
+          f"accuracy on {checkpoint['held_out']}: {100 * checkpoint['held_out_accuracy']:.1f} %; saved to {args.out}")
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "export": cmd_export,
+            "train-classifier": cmd_train_classifier}
 
 
 def main(argv=None) -> int:

@@ -34,7 +34,6 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from nbconvert import HTMLExporter
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_poll import patch_nbclient  # noqa: E402
 
 patch_nbclient()                  # short polls: a missed kernel reply costs a second (kernel_poll.py)

@@ -21,7 +21,6 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernel_poll import patch_nbclient  # noqa: E402
 
 patch_nbclient()

@@ -12,7 +12,7 @@ picture in the slider's box must change (screenshots compared pixel by pixel):
 2. PageUp (or PageDown at the top): a jump of several steps;
 3. a mouse drag of 40 % of the track towards the end with more room.
 
-The slider must also sit next to a static figure (DESIGN.md: the HTML export shows no live
+The slider must also sit next to a static figure (docs/design.md: the HTML export shows no live
 widgets): its own cell or the nearest code cell before or after it has an image/png output.
 
 Latency. For every key press the time from the keydown event to the new picture decoded in the page
@@ -325,7 +325,7 @@ def _static_figure_nearby(page, s: SliderUnderTest, description: str) -> None:
     assert any(c["png"] for c in near), (
         f"slider {description!r} (cell {near[0]['cell']}) has no static figure (an image/png output) in its own "
         f"cell or the nearest code cells before and after it ({[c['cell'] for c in near[1:]]}); the HTML "
-        "export shows no live widgets (DESIGN.md)")
+        "export shows no live widgets (docs/design.md)")
 
 
 def _exercise(page, slider: Slider, artifacts: Path) -> dict:

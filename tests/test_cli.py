@@ -3,7 +3,7 @@
 What they check: train -> sample (DDIM and DDPM) end to end in real subprocesses on the `fast`
 preset, giving .npy files of the right shape, dtype float32 and range [-1, 1]; sampling is
 reproducible from its seed; export keeps a loadable EMA-only file; evaluate prints FD with its
-floor and bits/dim (when diffusion_lib/metrics.py is importable); bad input (unknown data set,
+floor and bits/dim; bad input (unknown data set,
 missing or empty checkpoint, steps > T, negative eta, -n 0, DDIM options with DDPM, an existing
 --out without --resume) exits non-zero with exactly one line on stderr and no traceback, and
 --debug shows the traceback; --no-fast samples are bitwise the library's ddim_sample, and the
@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lib.checkpoint import CheckpointError, load_model
+from diffusion_lib.training.checkpoint import CheckpointError, load_model
 from diffusion_lib.cli import _process_start, main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -130,7 +130,7 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, tmp_path, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("diffusion_lib.train.train", interrupted)
+    monkeypatch.setattr("diffusion_lib.training.loop.train", interrupted)
     assert main(["train", "--out", str(tmp_path / "k.pt")]) == 130
     one_error_line(capsys)
 
@@ -151,7 +151,7 @@ def test_fast_and_plain_sampling_agree_on_the_cpu(checkpoint, tmp_path, capsys):
     # by ~0.004 on average (a few pixels near a tipping point by more); a mean of 0.05 in [-1, 1]
     # bounds that generously, while samples from another seed are ~0.5-1 apart on average.
     from diffusion_lib import ddim_sample
-    from diffusion_lib.fast_sampling import default_options
+    from diffusion_lib.model.fast import default_options
 
     fast, plain = tmp_path / "fast.npy", tmp_path / "plain.npy"
     for path, extra in ((fast, []), (plain, ["--no-fast"])):
@@ -171,3 +171,22 @@ def test_the_time_budget_counts_from_the_process_start():
     # --max-seconds covers Python's and torch's start-up: the clock starts before any module ran.
     start = _process_start()
     assert start <= IMPORTED <= time.monotonic()
+
+
+def test_the_budget_of_a_command_includes_what_ran_before_training(monkeypatch, tmp_path, capsys):
+    # The process "started" 1 s ago: with --max-seconds 3 the command must end 2 s after this call,
+    # within +5 % / -10 % of the 3-s budget (a step of the fast preset takes ~10-40 ms).
+    start = time.monotonic()
+    monkeypatch.setattr("diffusion_lib.cli._process_start", lambda: start - 1.0)
+    code = main(["train", "--preset", "fast", "--steps", "1000000", "--max-seconds", "3", "--device", "cpu",
+                 "--no-progress", "--out", str(tmp_path / "b.pt")])
+    wall = time.monotonic() - start + 1.0
+    assert code == 0 and "time budget reached" in capsys.readouterr().out
+    assert 0.9 * 3 <= wall <= 1.05 * 3, wall
+
+
+def test_a_budget_spent_before_training_is_an_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr("diffusion_lib.cli._process_start", lambda: time.monotonic() - 10.0)
+    code = main(["train", "--preset", "fast", "--max-seconds", "5", "--device", "cpu", "--no-progress",
+                 "--out", str(tmp_path / "b.pt")])
+    assert code == 1 and "--max-seconds 5 was spent before training could start" in capsys.readouterr().err

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_lib import mnist
+from diffusion_lib.data import mnist
 from diffusion_lib.data import load_dataset
-from diffusion_lib.mnist import load_mnist, read_idx
+from diffusion_lib.data.mnist import load_mnist, read_idx
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),

@@ -1,4 +1,4 @@
-"""Tests of multi-process training (diffusion_lib/distributed.py, train() under torchrun's variables).
+"""Tests of multi-process training (diffusion_lib/training/distributed.py, train() under torchrun's variables).
 
 What they check, with 2 processes on the CPU (gloo backend), started the way torchrun starts
 them (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) by torch.multiprocessing:
@@ -28,11 +28,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from diffusion_lib.checkpoint import load_checkpoint
+from diffusion_lib.training.checkpoint import load_checkpoint
 from diffusion_lib.data import load_dataset
-from diffusion_lib.distributed import World, shard
-from diffusion_lib.train import PRESETS, train
-from diffusion_lib.unet import UNetConfig
+from diffusion_lib.training.distributed import World, shard
+from diffusion_lib.training.config import PRESETS
+from diffusion_lib.training.loop import train
+from diffusion_lib.model.unet import UNetConfig
 
 MICRO = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, time_embed_dim=32, groups=4)
 CONFIG = replace(PRESETS["fast"], steps=60, batch_size=16, warmup_steps=5, log_every=5, save_every=0)

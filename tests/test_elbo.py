@@ -1,4 +1,4 @@
-"""The variational bound and its terms (diffusion_lib/elbo.py; notebooks/03_elbo.ipynb).
+"""The variational bound and its terms (diffusion_lib/process/elbo.py; notebooks/03_elbo.ipynb).
 
 What is checked, against true values only:
   - normal_kl: 0 for identical Gaussians, closed-form values, Monte Carlo E_{N1}[log N1 - log N2];

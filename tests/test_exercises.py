@@ -27,8 +27,8 @@ import nbformat
 import pytest
 import torch
 
-from diffusion_lib import (exercises, exercises_elbo, exercises_sampling, exercises_training, q_sample,
-                           simple_loss_weights)
+from diffusion_lib import linear_schedule, q_sample, simple_loss_weights
+from diffusion_lib.course import exercises
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -149,7 +149,7 @@ FUNCTION_CHECKS = {
         "t off by one": lambda s, t, u: skip_variance(s, t, u + 1) if u + 1 < t else skip_variance(s, t, u) * 2,
         "missing jump factor": lambda s, t, u: (1 - s.alpha_bars[u]) / (1 - s.alpha_bars[t]),
     }),
-    "normal_kl": (exercises_elbo.check_normal_kl, kl_from_variances, {
+    "normal_kl": (exercises.check_normal_kl, kl_from_variances, {
         "missing 1/2": lambda m1, l1, m2, l2: 2 * kl_from_variances(m1, l1, m2, l2),
         "arguments swapped": lambda m1, l1, m2, l2: kl_from_variances(m2, l2, m1, l1),
         "missing -1": lambda m1, l1, m2, l2: kl_from_variances(m1, l1, m2, l2) + 0.5,
@@ -158,14 +158,14 @@ FUNCTION_CHECKS = {
         "log-variance read as log std": lambda m1, l1, m2, l2: kl_from_variances(m1, 2 * l1, m2, 2 * l2),
         "log std read as log-variance": lambda m1, l1, m2, l2: kl_from_variances(m1, l1 / 2, m2, l2 / 2),
     }),
-    "simple_loss_weight": (exercises_elbo.check_simple_loss_weight, weight_beta_tilde, {
+    "simple_loss_weight": (exercises.check_simple_loss_weight, weight_beta_tilde, {
         "alpha_bar_t for alpha_bar_{t-1}": lambda s, t: s.betas[t] / (2 * s.alphas[t] * (1 - s.alpha_bars[t])),
         "alpha in place of alpha_bar": lambda s, t: s.betas[t] / (2 * s.alphas[t] * (1 - s.alphas[t - 1])),
         "beta_t in place of beta_tilde_t": lambda s, t: simple_loss_weights(s, "beta")[t],
         "t off by one": lambda s, t: weight_beta_tilde(s, t + 1) if t < s.T else weight_beta_tilde(s, t) * 0.9,
         "missing 1/2": lambda s, t: 2 * weight_beta_tilde(s, t),
     }),
-    "loss_on_batch": (exercises_training.check_loss_on_batch, loss_on_batch, {
+    "loss_on_batch": (exercises.check_loss_on_batch, loss_on_batch, {
         "t off by one": lambda m, x0, t, n, s: loss_on_batch(m, x0, t, n, s, ab=s.alpha_bars[t - 1]),
         "alpha in place of alpha_bar": lambda m, x0, t, n, s: loss_on_batch(m, x0, t, n, s, ab=s.alphas[t]),
         "missing sqrt": lambda m, x0, t, n, s: loss_on_batch(m, x0, t, n, s, root=lambda v: v),
@@ -173,25 +173,25 @@ FUNCTION_CHECKS = {
             (n - m(s.alpha_bars[t].sqrt() * x0 + (1 - s.alpha_bars[t]).sqrt() * n, t)) ** 2).mean(),
         "sum over pixels": lambda m, x0, t, n, s: 64 * loss_on_batch(m, x0, t, n, s),
     }),
-    "conv_params": (exercises_training.check_conv_params, lambda c_in, c_out, k: k * k * c_in * c_out + c_out, {
+    "conv_params": (exercises.check_conv_params, lambda c_in, c_out, k: k * k * c_in * c_out + c_out, {
         "no bias": lambda c_in, c_out, k: k * k * c_in * c_out,
         "k in place of k^2": lambda c_in, c_out, k: k * c_in * c_out + c_out,
         "bias per input channel": lambda c_in, c_out, k: k * k * c_in * c_out + c_in,
     }),
-    "ddpm_step": (exercises_sampling.check_ddpm_step, ddpm_step_manual, {
+    "ddpm_step": (exercises.check_ddpm_step, ddpm_step_manual, {
         "noise at t = 1": lambda x, t, e, s, n, v: ddpm_step_manual(x, t, e, s, n, v, z_at_1=True),
         "alpha_bar in place of alpha": lambda x, t, e, s, n, v: ddpm_step_manual(x, t, e, s, n, v, a=s.alpha_bars[t]),
         "t off by one": lambda x, t, e, s, n, v: ddpm_step_manual(x, t, e, s, n, v, k=t - 1),
         "variance ignored": lambda x, t, e, s, n, v: ddpm_step_manual(x, t, e, s, n, "beta_tilde"),
         "missing sqrt (sigma^2 as sigma)": lambda x, t, e, s, n, v: ddpm_step_manual(x, t, e, s, n, v, sd=lambda v: v),
     }),
-    "ddim_sigma": (exercises_sampling.check_ddim_sigma, sigma_manual, {
+    "ddim_sigma": (exercises.check_ddim_sigma, sigma_manual, {
         "t_prev ignored (the one-step formula)": lambda s, t, u, eta: sigma_manual(s, t, t - 1, eta),
         "alpha in place of alpha_bar": lambda s, t, u, eta: sigma_manual(s, t, u, eta, ab=s.alphas),
         "sigma squared (missing sqrt)": lambda s, t, u, eta: sigma_manual(s, t, u, eta) ** 2,
         "sigma of the wrong eta": lambda s, t, u, eta: sigma_manual(s, t, u, 1.0),
     }),
-    "ddim_step": (exercises_sampling.check_ddim_step, ddim_step_manual, {
+    "ddim_step": (exercises.check_ddim_step, ddim_step_manual, {
         "sigma of the wrong eta": lambda x, t, u, e, s, eta, n: ddim_step_manual(x, t, u, e, s, eta, n, eta_sigma=1.0),
         "sigma^2 missing in the direction": lambda x, t, u, e, s, eta, n: ddim_step_manual(
             x, t, u, e, s, eta, n, skip_sigma_in_dir=True),
@@ -199,14 +199,14 @@ FUNCTION_CHECKS = {
             x, t, u, e, s, eta, n, ab=s.alphas),
         "t off by one (t - 1 for t_prev)": lambda x, t, u, e, s, eta, n: ddim_step_manual(x, t, t - 1, e, s, eta, n),
     }),
-    "slerp": (exercises_sampling.check_slerp, slerp_manual, {
+    "slerp": (exercises.check_slerp, slerp_manual, {
         "lerp": lambda z0, z1, lam: (1 - lam) * z0 + lam * z1,
         "endpoints swapped": lambda z0, z1, lam: slerp_manual(z1, z0, lam),
         "one angle for the batch": lambda z0, z1, lam: slerp_manual(z0, z1, lam, per_sample=False),
         "unit vectors": lambda z0, z1, lam: slerp_manual(*(z / z.flatten(1).norm(dim=1)[:, None, None, None]
                                                           for z in (z0, z1)), lam),
     }),
-    "invert_step": (exercises_sampling.check_invert_step, invert_step, {
+    "invert_step": (exercises.check_invert_step, invert_step, {
         "x0_hat at the wrong time": lambda m, x, s, t, sch: invert_step(m, x, s, t, sch, x0_at=t),
         "alpha in place of alpha_bar": lambda m, x, s, t, sch: invert_step(m, x, s, t, sch, ab=sch.alphas),
         "x_s taken for x_0": lambda m, x, s, t, sch: invert_step(m, x, 0, t, sch),
@@ -249,11 +249,11 @@ def test_check_names_the_mistake_it_recognises(capsys):
     assert "matches the formula without its square roots" in capsys.readouterr().out
     exercises.check_posterior_variance(FUNCTION_CHECKS["posterior_variance"][2]["beta_t itself"])
     assert "matches beta_t" in capsys.readouterr().out
-    exercises_elbo.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["arguments swapped"])
+    exercises.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["arguments swapped"])
     assert "matches KL(N2 || N1)" in capsys.readouterr().out
-    exercises_elbo.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["log-variance used as variance"])
+    exercises.check_normal_kl(FUNCTION_CHECKS["normal_kl"][2]["log-variance used as variance"])
     assert "has NaNs" in capsys.readouterr().out
-    exercises_elbo.check_simple_loss_weight(
+    exercises.check_simple_loss_weight(
         FUNCTION_CHECKS["simple_loss_weight"][2]["beta_t in place of beta_tilde_t"])
     assert "matches lambda_t for sigma_t^2 = beta_t" in capsys.readouterr().out
 
@@ -300,9 +300,9 @@ def test_a_network_called_at_t_0_is_reported_with_the_reason(capsys):
     def zero_based(m, x0, t, n, s):
         ab = per_image(s.alpha_bars[t], x0)
         return ((n - m(ab.sqrt() * x0 + (1 - ab).sqrt() * n, t - 1)) ** 2).mean()
-    assert exercises_training.check_loss_on_batch(zero_based).status == "not yet"
+    assert exercises.check_loss_on_batch(zero_based).status == "not yet"
     assert "called at t = 0" in capsys.readouterr().out
-    result = exercises_sampling.check_invert_step(lambda m, x, s, t, sch: invert_step(m, x, s, t, sch, eps_at=s))
+    result = exercises.check_invert_step(lambda m, x, s, t, sch: invert_step(m, x, s, t, sch, eps_at=s))
     assert result.status == "not yet" and "evaluates it at the target time t" in capsys.readouterr().out
 
 
@@ -311,7 +311,7 @@ def test_slerp_check_explains_nans(capsys):
         a, b = z0.flatten(1), z1.flatten(1)
         theta = torch.arccos((a * b).sum(1))[:, None]
         return ((torch.sin((1 - lam) * theta) * a + torch.sin(lam * theta) * b) / torch.sin(theta)).reshape(z0.shape)
-    assert not exercises_sampling.check_slerp(unnormalised)
+    assert not exercises.check_slerp(unnormalised)
     assert "not divided by |z0| |z1|" in capsys.readouterr().out
 
 
@@ -321,7 +321,7 @@ def test_error_is_reported_at_the_right_place(capsys):
         return beta_tilde(s, t) * (1.5 if t == 500 else 1.0)
     result = exercises.check_posterior_variance(wrong_at_500)
     out = capsys.readouterr().out
-    s = exercises.linear_schedule()
+    s = linear_schedule()
     assert "at t=500" in out and f"{float(s.beta_tildes[500]):.6g}" in out
     assert math.isclose(result.error, 0.5 * float(s.beta_tildes[500] / s.betas[500]), rel_tol=1e-9)
 
@@ -344,16 +344,16 @@ PREDICTIONS = {
     "unscaled_variance": (exercises.check_unscaled_variance, 4 + 10.05, [1.0, 11.05, 4.0]),
     "variance_ratio": (exercises.check_variance_ratio, 0.4547, [1.0, 2.0, 0.0]),
     # 03.3: lambda_t of the cosine schedule is smallest at t = 497; wrong: the two ends, the linear answer
-    "weight_minimum": (exercises_elbo.check_weight_minimum, 500, [2, 1000, 350]),
+    "weight_minimum": (exercises.check_weight_minimum, 500, [2, 1000, 350]),
     # 04.3: 1 - 0.999^1000; wrong: all of it, the complement e^-1, a guess of one half
-    "ema_share": (exercises_training.check_ema_share, 1 - math.exp(-1), [1.0, math.exp(-1), 0.5]),
+    "ema_share": (exercises.check_ema_share, 1 - math.exp(-1), [1.0, math.exp(-1), 0.5]),
     # 05.2: 1000 / 50 calls; wrong: the same cost, 50, 1000
-    "cost_ratio": (exercises_sampling.check_cost_ratio, 20, [1, 50, 1000]),
+    "cost_ratio": (exercises.check_cost_ratio, 20, [1, 50, 1000]),
     # 06.3: sigma(1000 -> 980, eta = 1) = 0.574; wrong: DDPM's one step sqrt(beta_tilde_1000), sqrt(sum of the
     # 20 betas) = 0.629, 20 one-step sigmas
-    "jump_noise": (exercises_sampling.check_jump_noise, 0.574, [0.141, 0.629, 2.82]),
+    "jump_noise": (exercises.check_jump_noise, 0.574, [0.141, 0.629, 2.82]),
     # 07.2: sqrt(D / 2) = 22.6 for D = 1024; wrong: the shell sqrt(D), half of it, the D = 64 answer
-    "midpoint_norm": (exercises_sampling.check_midpoint_norm, math.sqrt(512), [32.0, 16.0, 5.66]),
+    "midpoint_norm": (exercises.check_midpoint_norm, math.sqrt(512), [32.0, 16.0, 5.66]),
 }
 
 
@@ -376,23 +376,23 @@ def test_a_wrong_solution_raises_and_a_right_one_passes():
         exercises.check_alpha_bars(exercises.solution(lambda b: torch.cumprod(b, 0)))
     with pytest.raises(AssertionError, match="reference solution"):
         exercises.check_unscaled_variance(exercises.solution(11.05))
-    assert exercises_elbo.check_normal_kl(exercises_elbo.solution(lambda *args: kl_from_variances(*args)))
+    assert exercises.check_normal_kl(exercises.solution(lambda *args: kl_from_variances(*args)))
     with pytest.raises(AssertionError, match="reference solution"):
-        exercises_elbo.check_simple_loss_weight(
-            exercises_elbo.solution(lambda s, t: 2 * weight_beta_tilde(s, t)))
+        exercises.check_simple_loss_weight(
+            exercises.solution(lambda s, t: 2 * weight_beta_tilde(s, t)))
     with pytest.raises(AssertionError, match="reference solution"):
-        exercises_elbo.check_weight_minimum(exercises_elbo.solution(350))
+        exercises.check_weight_minimum(exercises.solution(350))
     with pytest.raises(TypeError):
         exercises.solution("a string")
-    assert exercises_sampling.check_ddim_step(exercises_sampling.solution(lambda *args: ddim_step_manual(*args)))
+    assert exercises.check_ddim_step(exercises.solution(lambda *args: ddim_step_manual(*args)))
     wrong_eta = FUNCTION_CHECKS["ddim_step"][2]["sigma of the wrong eta"]
     with pytest.raises(AssertionError, match="reference solution"):
-        exercises_sampling.check_ddim_step(exercises_sampling.solution(lambda *args: wrong_eta(*args)))
+        exercises.check_ddim_step(exercises.solution(lambda *args: wrong_eta(*args)))
     with pytest.raises(AssertionError, match="reference solution"):
-        exercises_sampling.check_cost_ratio(exercises_sampling.solution(50))
+        exercises.check_cost_ratio(exercises.solution(50))
     no_sqrt = FUNCTION_CHECKS["loss_on_batch"][2]["missing sqrt"]
     with pytest.raises(AssertionError, match="reference solution"):
-        exercises_training.check_loss_on_batch(exercises_training.solution(lambda *args: no_sqrt(*args)))
+        exercises.check_loss_on_batch(exercises.solution(lambda *args: no_sqrt(*args)))
 
 
 # ---- the notebooks' exercise cells ---------------------------------------------------------------

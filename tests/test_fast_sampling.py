@@ -1,4 +1,4 @@
-"""Tests of the sampling speed-ups (diffusion_lib/fast_sampling.py): same samples as the plain model.
+"""Tests of the sampling speed-ups (diffusion_lib/model/fast.py): same samples as the plain model.
 
 What they check: ddpm_sample and ddim_sample (eta = 0 and eta = 0.5) called with the float32
 fast path, fast_model(model, bf16=False), give exactly the samples of the plain model on the CPU,
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from diffusion_lib import ddim_sample, ddpm_sample, linear_schedule
-from diffusion_lib.fast_sampling import FastModel, cpu_has_native_bf16, default_options, fast_model
-from diffusion_lib.unet import UNet, UNetConfig
+from diffusion_lib.model.fast import FastModel, cpu_has_native_bf16, default_options, fast_model
+from diffusion_lib.model.unet import UNet, UNetConfig
 
 SMALL = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, time_embed_dim=32, groups=4)
 SCHEDULE = linear_schedule(20)

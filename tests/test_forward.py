@@ -31,7 +31,7 @@ from scipy import stats
 
 from diffusion_lib import GaussianMixture, cosine_schedule, linear_schedule, q_sample, q_step
 from diffusion_lib.data import load_digits
-from diffusion_lib.verify import within_se
+from diffusion_lib.course.verify import within_se
 
 K = 4.0                    # standard errors allowed
 KS_ALPHA = 1e-4            # smallest KS p-value accepted
@@ -332,7 +332,7 @@ def test_bad_inputs(call, exc, fragment):
 
 @pytest.mark.parametrize("fn", [q_sample, q_step], ids=["q_sample", "q_step"])
 def test_noise_of_another_dtype_is_refused_or_cast(fn):
-    """DESIGN.md: 'the result has x0's dtype'. float64 noise with float32 x0 must not give float64."""
+    """docs/design.md: 'the result has x0's dtype'. float64 noise with float32 x0 must not give float64."""
     x = torch.zeros(4, 3, dtype=torch.float32)
     try:
         out = fn(x, 5, _S, torch.zeros(4, 3, dtype=torch.float64))

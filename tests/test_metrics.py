@@ -24,13 +24,13 @@ import pytest
 import scipy.linalg
 import torch
 
-from diffusion_lib import metrics
+from diffusion_lib.metrics import classifier
 from diffusion_lib.data import ImageSet, load_dataset, load_digits
-from diffusion_lib.elbo import bits_per_dim, elbo_terms
+from diffusion_lib.process.elbo import bits_per_dim, elbo_terms
 from diffusion_lib.metrics import (bits_per_dim_of, fd_with_floor, feature_classifier, frechet_distance,
                                    image_features, train_classifier)
-from diffusion_lib.schedules import linear_schedule
-from diffusion_lib.toy import gaussian
+from diffusion_lib.process.schedules import linear_schedule
+from diffusion_lib.data.toy import gaussian
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -95,8 +95,8 @@ def test_fd_of_a_set_with_itself_is_zero_and_bad_shapes_are_refused():
 # --- the feature classifier ---------------------------------------------------------------------
 
 def test_shipped_digits_classifier_loads_weights_only_and_classifies():
-    path = metrics.ASSETS / "digits_classifier.pt"
-    assert path.is_file(), "assets/digits_classifier.pt is missing; see diffusion_lib/metrics.py"
+    path = classifier.ASSETS / "digits_classifier.pt"
+    assert path.is_file(), "assets/digits_classifier.pt is missing; see diffusion_lib/metrics/classifier.py"
     checkpoint = torch.load(path, weights_only=True)
     net = feature_classifier("digits", device="cpu")
     test = load_digits("test")
@@ -114,12 +114,12 @@ def test_training_is_deterministic_and_uncached_classifiers_are_trained_and_cach
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
-    monkeypatch.setattr(metrics, "ASSETS", tmp_path / "no_assets")
+    monkeypatch.setattr(classifier, "ASSETS", tmp_path / "no_assets")
     monkeypatch.setenv("DIFFUSION_LIB_DATA", str(tmp_path / "cache"))
-    monkeypatch.setitem(metrics.STEPS, "digits", 24)
+    monkeypatch.setitem(classifier.STEPS, "digits", 24)
     feature_classifier("digits", device="cpu")
     assert (tmp_path / "cache" / "digits" / "classifier.pt").is_file()
-    monkeypatch.setattr(metrics, "build_classifier", lambda *a, **k: pytest.fail("trained twice"))
+    monkeypatch.setattr(classifier, "build_classifier", lambda *a, **k: pytest.fail("trained twice"))
     feature_classifier("digits", device="cpu")                        # read from the cache
 
 

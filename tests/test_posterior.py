@@ -1,6 +1,6 @@
 """Tests of the forward-process posterior q(x_{t-1} | x_t, x_0) and the eps-parametrisation.
 
-diffusion_lib/posterior.py: posterior_mean_var, predict_x0, predict_eps, mean_from_eps;
+diffusion_lib/process/posterior.py: posterior_mean_var, predict_x0, predict_eps, mean_from_eps;
 derived in notebooks/02_posterior.ipynb (sec. 2: completing the square, sec. 3: the checks,
 sec. 4: the eps-form).
 
@@ -33,7 +33,7 @@ from torch.testing import assert_close
 
 from diffusion_lib import (GaussianMixture, cosine_schedule, linear_schedule, mean_from_eps,
                            posterior_mean_var, predict_eps, predict_x0, q_sample, q_step)
-from diffusion_lib.verify import within_se
+from diffusion_lib.course.verify import within_se
 
 K = 4.5                   # standard errors allowed: verify.false_failure_rate(4.5) = 6.8e-6
 RTOL = 1e-11              # float64 identities, relative to the largest value compared

@@ -1,4 +1,4 @@
-"""Tests of the U-Net eps_theta(x_t, t) (diffusion_lib/unet.py).
+"""Tests of the U-Net eps_theta(x_t, t) (diffusion_lib/model/unet.py).
 
 What they check: output shapes for the 8x8, 28x28 and 32x32 configurations; the sinusoidal time
 embedding against a direct float64 evaluation of its formula, and that distinct t give distinct
@@ -16,8 +16,8 @@ import math
 import pytest
 import torch
 
-from diffusion_lib.train import PRESETS
-from diffusion_lib.unet import (DIGITS, MNIST28, MNIST32, TINY, SelfAttention, UNet, UNetConfig,
+from diffusion_lib.training.config import PRESETS
+from diffusion_lib.model.unet import (DIGITS, MNIST28, MNIST32, TINY, SelfAttention, UNet, UNetConfig,
                                 model_summary, timestep_embedding, unet_config_for)
 
 SMALL28 = UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1,
