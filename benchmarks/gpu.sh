@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures in one command: the MNIST benchmark on one CUDA GPU (not run yet: no GPU so far),
-# with our speed options timed one by one. Writes OUT/results.json, OUT/log.txt, OUT/nvidia-smi.csv.
+# with our speed options timed one by one, then notebook 08's solver benchmark (benchmarks/dpm_solver.py).
+# Writes OUT/results.json, OUT/log.txt, OUT/nvidia-smi.csv, OUT/dpm_solver.txt and OUT/dpm-solver-digits-*.json.
 #
 #   bash benchmarks/gpu.sh OUT [more options for benchmarks/run.py, e.g. --compile-ablation]
 #
@@ -35,3 +36,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 
 PYTHONUNBUFFERED=1 "$PY" benchmarks/run.py --data mnist --data-root "$ROOT" --device cuda --ablations \
     --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
+
+# Notebook 08: FD against network calls for DDIM and DPM-Solver++(2M) on the shipped digits model, on the GPU
+# (5 seeds, n = 1,000, DDPM-1000 as reference; writes OUT/dpm-solver-digits-DATE.json, not the notebook's copy).
+PYTHONUNBUFFERED=1 "$PY" benchmarks/dpm_solver.py --device cuda --no-assets --out-dir "$OUT" 2>&1 \
+    | tee "$OUT/dpm_solver.txt"

@@ -132,7 +132,7 @@ class PeerRun:
 
 
 def sample_ours(eps_model, schedule, shape, n: int, sampler: str, steps: int, batch_size: int, seed: int):
-    """Our samples and their wall time: cli.sample_images (the library's samplers) calling eps_model,
+    """Our samples and their wall time: samplers.batch.sample_images (the library's samplers) calling eps_model,
     a fast_model(...) kept across calls so that CUDA graphs are captured once per batch shape."""
     sync(eps_model.device)
     start = time.perf_counter()

@@ -89,6 +89,15 @@ class Schedule:
         """
         return self.alpha_bars / (1 - self.alpha_bars)
 
+    @cached_property
+    def lambdas(self) -> torch.Tensor:
+        """lambda_t = log(sqrt(alpha_bar_t) / sqrt(1 - alpha_bar_t)), half the log-SNR; float64 (T+1,).
+
+        lambda_0 = +inf (x_0 carries no noise); lambda_t falls as t grows. The time variable of
+        DPM-Solver (Lu et al. 2022, sec. 3.1) and DPM-Solver++ (Lu et al. 2022b); notebooks/08, sec. 4.
+        """
+        return 0.5 * (self.alpha_bars.log() - torch.log1p(-self.alpha_bars))   # log-SNR / 2; notebooks/08, eq. (4.3)
+
     def __repr__(self) -> str:
         return (f"Schedule({self.name}, T={self.T}, alpha_bar_T={float(self.alpha_bars[-1]):.3g}, "
                 f"beta_1={float(self.betas[1]):.3g}, beta_T={float(self.betas[-1]):.3g})")
