@@ -6,9 +6,10 @@ the clean state (process/schedules.py). The DDIM paper's alpha_t is DDPM's alpha
 The parts (docs/design.md), each importing only those before it:
     utils      argument checks, device picker, atomic writes
     process    schedules, forward process, posterior, ELBO         (the math; notebooks 01-03)
-    model      the U-Net eps_theta and its fast-inference wrapper  (notebooks 04)
+    model      the U-Net eps_theta and its fast-inference wrapper  (notebook 04)
     data       digits, MNIST, photographs, toy laws
-    samplers   DDPM, DDIM, inversion, interpolation                (notebooks 05-07)
+    samplers   DDPM, DDIM, inversion, interpolation, DPM-Solver++, (notebooks 05-09)
+               classifier-free guidance
     metrics    FD with its floor, bits/dim
     training   configs and presets, the loop, run state, checkpoints, torchrun
     course     the notebooks' checks, pictures and exercises (never imported by the rest)
@@ -24,6 +25,8 @@ from .data import load_dataset
 from .data.toy import GaussianMixture, gaussian
 from .samplers.ddpm import ddpm_sample, ddpm_step
 from .samplers.ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps
+from .samplers.dpm_solver import dpm_solver_sample
+from .samplers.guidance import guided
 from .samplers.interpolate import lerp, slerp
 from .training.config import PRESETS, TrainConfig
 from .training.loop import NonFiniteLossError, TrainResult, loss_on_batch, train
@@ -41,6 +44,8 @@ __all__ = [
     "load_dataset", "GaussianMixture", "gaussian",
     "ddpm_step", "ddpm_sample",
     "ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_sample", "ddim_invert",
+    "dpm_solver_sample",
+    "guided",
     "slerp", "lerp",
     "TrainConfig", "PRESETS", "TrainResult", "NonFiniteLossError", "loss_on_batch", "train",
     "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "export_ema",

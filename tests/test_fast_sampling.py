@@ -9,28 +9,18 @@ skipped elsewhere); bad options raise clear errors.
 
 Every test is deterministic (seeded weights, inputs and generators, one CPU thread); tolerances
 are stated at each assert and cover rounding only. Designed false-failure rate: 0 per test and
-for the module. Run time: a few seconds.
+for the module.
 """
 import pytest
 import torch
 
 from diffusion_lib import ddim_sample, ddpm_sample, linear_schedule
 from diffusion_lib.model.fast import FastModel, cpu_has_native_bf16, default_options, fast_model
-from diffusion_lib.model.unet import UNet, UNetConfig
+from diffusion_lib.model.unet import UNet
 
-SMALL = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, time_embed_dim=32, groups=4)
+from conftest import MICRO, randomized
+
 SCHEDULE = linear_schedule(20)
-
-
-def randomized(config=SMALL, seed=0, device="cpu") -> UNet:
-    """A UNet with random weights everywhere (its zero-initialised layers would make eps_hat = 0)."""
-    torch.manual_seed(seed)
-    model = UNet(config)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.to(device).eval()
 
 
 def samples(model, sampler, device="cpu", **kw):
@@ -42,7 +32,7 @@ def samples(model, sampler, device="cpu", **kw):
 
 @pytest.mark.parametrize("sampler, kw", [("ddpm", {}), ("ddim", {"eta": 0.0}), ("ddim", {"eta": 0.5})])
 def test_float32_fast_path_gives_exactly_the_plain_samples(sampler, kw):
-    model = randomized()
+    model = randomized(UNet(MICRO))
     fast = fast_model(model, bf16=False)
     assert fast.bf16 is fast.channels_last is fast.cuda_graph is False
     plain = samples(model, sampler, **kw)
@@ -53,7 +43,7 @@ def test_float32_fast_path_gives_exactly_the_plain_samples(sampler, kw):
 def test_channels_last_gives_the_same_samples_up_to_rounding():
     # NHWC convolutions sum in another order: float32 rounding (~1e-7 relative per operation),
     # carried through 10 DDIM steps; 1e-4 relative to the samples' scale leaves a wide margin.
-    model = randomized()
+    model = randomized(UNet(MICRO))
     plain = samples(model, "ddim")
     fast = samples(FastModel(model, channels_last=True), "ddim")
     assert (fast - plain).abs().max() <= 1e-4 * plain.abs().max()
@@ -64,7 +54,7 @@ def test_bf16_changes_eps_hat_by_rounding_only():
     # bf16 keeps 8 significant bits (unit roundoff 2^-8 = 0.4 %); through a few normalised layers the
     # RMS relative error of eps_hat stays at a few times that: 5 % bounds it generously, while a wrong
     # computation (eps_hat of other images) is off by tens of percent.
-    model = randomized()
+    model = randomized(UNet(MICRO))
     x, t = torch.randn(16, 1, 8, 8, generator=torch.Generator().manual_seed(1)), torch.arange(1, 17) * 50
     with torch.no_grad():
         plain = model(x, t)
@@ -79,7 +69,7 @@ def test_bf16_changes_eps_hat_by_rounding_only():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_replays_the_forward_pass():
     # Same kernels, replayed: equal up to cuDNN's choice of algorithm (float32 rounding, 1e-5 relative).
-    model = randomized(device="cuda")
+    model = randomized(UNet(MICRO)).to("cuda")
     plain = samples(model, "ddim", device="cuda")
     graphed = FastModel(model, cuda_graph=True)
     for _ in range(2):                                           # captured once, replayed after
@@ -92,7 +82,7 @@ def test_options_and_errors():
     assert default_options("cpu") == {"bf16": cpu_has_native_bf16(), "channels_last": False, "compile": False,
                                       "cuda_graph": False}
     assert default_options("cuda") == {"bf16": True, "channels_last": False, "compile": False, "cuda_graph": True}
-    model = randomized()
+    model = randomized(UNet(MICRO))
     with pytest.raises(ValueError, match="CUDA"):
         FastModel(model, cuda_graph=True)
     with pytest.raises(ValueError, match="unknown fast_model options"):

@@ -8,7 +8,7 @@ model against the 5 MB cap of the shipped checkpoint; the input checks.
 
 There is no Monte Carlo here: every test is deterministic (seeded weights and inputs), and the
 tolerances cover float32 rounding only (stated at each assert), so the designed false-failure
-rate is 0 per test and for the module. Run time: a few seconds on one CPU core.
+rate is 0 per test and for the module.
 """
 import io
 import math
@@ -20,17 +20,10 @@ from diffusion_lib.training.config import PRESETS
 from diffusion_lib.model.unet import (DIGITS, MNIST28, MNIST32, TINY, SelfAttention, UNet, UNetConfig,
                                 model_summary, timestep_embedding, unet_config_for)
 
+from conftest import randomized
+
 SMALL28 = UNetConfig(image_size=28, base_channels=8, channel_mults=(1, 2, 2), num_res_blocks=1,
                      time_embed_dim=32, groups=4)
-
-
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give every parameter random values (the zero-initialised layers would hide wiring bugs)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-    return model.eval()
 
 
 @pytest.mark.parametrize("config", [TINY, DIGITS, MNIST28, MNIST32], ids=["tiny", "digits", "mnist28", "mnist32"])

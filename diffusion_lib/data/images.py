@@ -36,6 +36,14 @@ class ImageSet:
         return tuple(self.images.shape[1:])
 
 
+def of_class(data: ImageSet, label: int) -> ImageSet:
+    """The images of `data` whose label is `label` (an ImageSet with split "<split>, label <label>")."""
+    keep = data.labels == label
+    if not bool(keep.any()):
+        raise ValueError(f"{data.name} ({data.split}) holds no image with label {label}")
+    return ImageSet(data.name, f"{data.split}, label {label}", data.images[keep], data.labels[keep], data.levels)
+
+
 def to_unit_range(pixels: np.ndarray, levels: int) -> torch.Tensor:
     """Integer grey levels 0..levels-1 to float32 in [-1, 1]: 2 k / (levels - 1) - 1."""
     return torch.from_numpy(np.asarray(pixels, dtype=np.float32) * (2.0 / (levels - 1)) - 1.0)

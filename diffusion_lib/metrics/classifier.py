@@ -62,6 +62,14 @@ def image_features(net: FeatureNet, images: torch.Tensor, batch_size: int = 500)
                       for b in images.split(batch_size)])
 
 
+@torch.no_grad()
+def classify(net: FeatureNet, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The classifier's label (the argmax of its logits) for images (N, 1, H, W) in [-1, 1]: LongTensor (N,),
+    on the CPU. What the command line and notebooks/09 use to ask whether a sample shows the class asked for."""
+    device = next(net.parameters()).device
+    return torch.cat([net(b.to(device, torch.float32)).argmax(1).cpu() for b in images.split(batch_size)])
+
+
 def train_classifier(train: ImageSet, held_out: ImageSet, steps: int, seed: int = 0, device=None,
                      batch_size: int = 64, lr: float = 3e-3) -> tuple[FeatureNet, float]:
     """Train a FeatureNet on `train` for `steps` minibatches (Adam, cosine learning rate,
@@ -125,7 +133,7 @@ def feature_classifier(name: str = "digits", device=None, root=None) -> FeatureN
     """The feature network of data set `name`, in eval mode on `device` (default: pick_device).
 
     The shipped assets/<name>_classifier.pt, else the cached data_home(name)/classifier.pt, else
-    trained now with build_classifier (seconds for digits, a minute or two for MNIST) and cached.
+    trained now with build_classifier (STEPS[name] minibatches, once) and cached.
     """
     paths = [ASSETS / f"{name}_classifier.pt", data_home(name) / "classifier.pt"]
     path = next((p for p in paths if p.is_file()), None)

@@ -13,17 +13,15 @@ same eps_hat as `model` (exactly, in float32) with less overhead:
   (bf16 keeps ~3 significant digits): samples differ from the float32 ones (their FD is compared
   in benchmarks/README.md).
 
-Defaults (fast_model(model); figures in benchmarks/README.md):
+Defaults (fast_model(model)); why each is on or off, as measured: benchmarks/README.md, "Speed
+options", with the command that measured it:
 - CUDA: cuda_graph and bf16.
 - CPU with native bf16 instructions (AVX512-BF16 or AMX: recent AMD and Intel server chips, AMD
-  Zen 4 laptops): bf16. Measured on the course's 2-core AMD EPYC (AVX512-BF16), shipped digits
-  model, batch 1000, one thread: 2.1x faster per call (112 vs 240 ms), with the same FD (DDIM-50
-  14.35 vs 14.27 in float32, floor 13.99 +- 2.3, n = 1000).
+  Zen 4 laptops): bf16, which runs natively there.
 - any other CPU: nothing (oneDNN emulates bf16 there, slowly): the wrapper only drops autograd
   bookkeeping and the samples are bitwise those of the plain model.
-compile and channels_last are off everywhere. On the course's CPU (shipped model, batch 1000, two
-threads) channels_last was slower (141 vs 111 ms per DDPM step in float32) and compile on top of
-bf16 gained nothing (63 vs 64 ms); benchmarks/gpu.sh times both on a GPU.
+compile and channels_last are off everywhere (on the course's CPU neither paid; benchmarks/gpu.sh
+times both on a GPU).
 fast_model(model, bf16=False) always gives the plain model's float32 numbers.
 
     from diffusion_lib.model.fast import fast_model
@@ -40,7 +38,8 @@ import torch
 class FastModel:
     """A callable (x_t, t) -> eps_hat (float32) around an eps_theta network, in eval mode.
 
-    x: (B, C, H, W) float32;  t: LongTensor (B,) in 1..T.  The network's weights are shared, not
+    x: (B, C, H, W) float32;  t: LongTensor (B,) in 1..T;  y: labels (B,) for a class-conditional
+    network, (x_t, t, y) -> eps_hat (its `config` is the network's).  The network's weights are shared, not
     copied, unless channels_last needs a copy in that memory format. CUDA graphs are captured per
     batch shape on first use (a few forward passes); the graphs share one memory pool.
     """
@@ -57,48 +56,51 @@ class FastModel:
         if channels_last:
             model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         self.model = model.eval()
+        self.config = getattr(model, "config", None)
         self.net = torch.compile(self.model, dynamic=False) if compile else self.model
-        self.graphs: dict = {}          # (shape, dtype) -> (graph, static x, static t, static eps_hat)
+        self.graphs: dict = {}          # (shape, dtype, no labels) -> (graph, static x, t, y, eps_hat)
         self.pool = None
 
-    def _forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         # cache_enabled=False: autocast's cache of bf16 weight copies must not live inside a CUDA graph
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False) if self.bf16
                     else contextlib.nullcontext())
         with autocast:
-            eps_hat = self.net(x, t)
+            eps_hat = self.net(x, t) if y is None else self.net(x, t, y)
         return eps_hat.float().contiguous()
 
     @torch.inference_mode()
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if not self.cuda_graph:
-            return self._forward(x, t)
-        key = (tuple(x.shape), x.dtype)
+            return self._forward(x, t, y)
+        key = (tuple(x.shape), x.dtype, y is None)
         if key not in self.graphs:
-            self.graphs[key] = self._capture(x, t)
-        graph, x_static, t_static, out_static = self.graphs[key]
+            self.graphs[key] = self._capture(x, t, y)
+        graph, x_static, t_static, y_static, out_static = self.graphs[key]
         x_static.copy_(x)
         t_static.copy_(t)
+        if y is not None:
+            y_static.copy_(y)
         graph.replay()
         return out_static.clone()                 # the static buffer is overwritten by the next call
 
-    def _capture(self, x: torch.Tensor, t: torch.Tensor):
+    def _capture(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None):
         """Capture one forward pass of this shape (after warm-up passes on a side stream)."""
-        x_static, t_static = x.clone(), t.clone()
+        x_static, t_static, y_static = x.clone(), t.clone(), None if y is None else y.clone()
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream):
             for _ in range(3):                     # cuDNN autotuning, lazy inits, compilation
-                self._forward(x_static, t_static)
+                self._forward(x_static, t_static, y_static)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            out_static = self._forward(x_static, t_static)
-        return graph, x_static, t_static, out_static
+            out_static = self._forward(x_static, t_static, y_static)
+        return graph, x_static, t_static, y_static, out_static
 
     def __repr__(self) -> str:
         on = [k for k in ("bf16", "channels_last", "cuda_graph") if getattr(self, k)]
@@ -107,7 +109,7 @@ class FastModel:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when this CPU has bf16 instructions (AVX512-BF16 or AMX), where bf16 runs at ~2x float32."""
+    """True when this CPU has bf16 instructions (AVX512-BF16 or AMX), where bf16 runs natively."""
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):          # private helpers of torch.cpu; absent: assume not

@@ -43,6 +43,9 @@ class UNetConfig:
     time_embed_dim: width of the time embedding after its MLP.
     dropout: dropout rate inside the residual blocks (DDPM used 0.1 on CIFAR-10).
     groups: GroupNorm groups; must divide every channel count.
+    num_classes: 0 for an unconditional model eps(x_t, t); C > 0 for a class-conditional one,
+      eps(x_t, t, y) with labels y in 0..C-1 and y = C the "null" label, "no label" (trained by
+      label dropout, notebooks/09, eq. (1.7); classifier-free guidance, Ho & Salimans 2022).
     """
 
     in_channels: int = 1
@@ -54,6 +57,7 @@ class UNetConfig:
     time_embed_dim: int = 128
     dropout: float = 0.0
     groups: int = 8
+    num_classes: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))   # lists from dicts
@@ -75,6 +79,9 @@ class UNetConfig:
                              f"{self.groups}, got {bad} (base_channels={self.base_channels})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"UNetConfig.dropout must lie in [0, 1), got {self.dropout!r}")
+        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 0:
+            raise ValueError(f"UNetConfig.num_classes must be an integer >= 0 (0: unconditional), "
+                             f"got {self.num_classes!r}")
 
     def to_dict(self) -> dict:
         """Plain Python values only (safe for torch.load(weights_only=True))."""
@@ -84,19 +91,24 @@ class UNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "UNetConfig":
-        """Inverse of to_dict; unknown or missing keys raise ValueError naming them."""
+        """Inverse of to_dict; unknown or missing keys raise ValueError naming them. A dict without
+        num_classes (written before conditional models existed) is an unconditional model."""
         known = {f.name for f in fields(cls)}
-        if not isinstance(d, dict) or set(d) != known:
+        if not isinstance(d, dict) or not (known - set(OPTIONAL) <= set(d) <= known):
             got = set(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"a UNetConfig dict needs exactly the keys {sorted(known)}, got {got}")
-        return cls(**d)
+            raise ValueError(f"a UNetConfig dict needs the keys {sorted(known)} ({', '.join(OPTIONAL)} may be "
+                             f"missing), got {got}")
+        return cls(**{**OPTIONAL, **d})
+
+
+OPTIONAL = {"num_classes": 0}       # keys that older checkpoints lack, with the value they meant
 
 
 # Named instances (what unet_config_for returns for these shapes). TINY: the `fast` preset (tests,
 # FAST=1 notebooks) and the `cpu` preset on 8x8 digits (0.16M parameters, 0.6 MiB float32): the
 # per-step cost sets both training and sampling time on a CPU, and a sampling step of this size costs
-# 3.6x less than one of DIGITS below (0.068 vs 0.245 s at batch 1000 on the course's 2-core CPU,
-# benchmarks/README.md) while it still trains good digits (README, "The shipped checkpoint").
+# several times less than one of DIGITS below (measured: benchmarks/README.md, "Speed options")
+# while it still trains good digits (README, "The shipped checkpoint").
 # DIGITS: the first `cpu` model (0.92M parameters, 3.5 MiB), kept for checkpoints trained with it.
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, time_embed_dim=64)
 DIGITS = UNetConfig(base_channels=32, channel_mults=(1, 2), num_res_blocks=2, time_embed_dim=128)
@@ -188,6 +200,9 @@ class UNet(nn.Module):
 
     forward(x: (B, C, H, W) float, t: LongTensor (B,) in 1..T) -> eps_hat (B, C, H, W).
     DDPM (Ho et al. 2020) sec. 4, appendix B; notebooks/04, sec. 2.
+    Class-conditional (config.num_classes = C > 0): forward(x, t, y), y a LongTensor (B,) in 0..C,
+    C meaning "no label"; a learned embedding of y is added to the time embedding, as in
+    improved-diffusion's class-conditional models (Nichol & Dhariwal 2021). notebooks/09, sec. 3.
     """
 
     def __init__(self, config: UNetConfig = DIGITS):
@@ -198,6 +213,8 @@ class UNet(nn.Module):
         E, chans = c.time_embed_dim, [c.base_channels * m for m in c.channel_mults]
         block = lambda c_in, c_out: ResBlock(c_in, c_out, E, c.dropout, c.groups)   # noqa: E731
         self.time_mlp = nn.Sequential(nn.Linear(c.base_channels, E), nn.SiLU(), nn.Linear(E, E))
+        if c.num_classes:                                                 # labels 0..C-1 and the null label C
+            self.label_emb = nn.Embedding(c.num_classes + 1, E)
         self.conv_in = nn.Conv2d(c.in_channels, c.base_channels, 3, padding=1)
         self.down, skips, ch = nn.ModuleList(), [c.base_channels], c.base_channels
         for i, c_level in enumerate(chans):
@@ -221,9 +238,12 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(c.groups, ch)
         self.conv_out = _zero(nn.Conv2d(ch, c.in_channels, 3, padding=1))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         self._check_inputs(x, t)
+        self._check_labels(x, y)
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))   # (B, E)
+        if y is not None:
+            emb = emb + self.label_emb(y)                                        # the label enters with t
         h = self.conv_in(x)                                                      # (B, c0, H, W)
         hs = [h]                                                                 # skip connections
         for layer in self.down:
@@ -252,6 +272,26 @@ class UNet(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), one time step per image, got {tuple(t.shape)}")
 
+    def _check_labels(self, x, y) -> None:
+        """y given exactly when the model is conditional; its range is checked where that costs no
+        device synchronisation (on the CPU; guided() checks labels before they reach a GPU)."""
+        C = self.config.num_classes
+        if not C:
+            if y is not None:
+                raise TypeError("this UNet is unconditional (num_classes = 0): call it as model(x_t, t), "
+                                "without labels")
+            return
+        if y is None:
+            raise TypeError(f"this UNet is class-conditional (num_classes = {C}): call it as model(x_t, t, y) "
+                            f"with y a LongTensor (B,) of labels in 0..{C - 1}, or {C} for 'no label'; "
+                            f"guided(model, y, w) makes it a sampler's (x_t, t) -> eps callable")
+        if not isinstance(y, torch.Tensor) or y.dtype not in INT_DTYPES or y.shape != (x.shape[0],):
+            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ValueError(f"y must be an integer tensor of shape ({x.shape[0]},), one label per image, got {got}")
+        if y.device.type == "cpu" and y.numel() and not 0 <= int(y.min()) <= int(y.max()) <= C:
+            raise ValueError(f"labels must lie in 0..{C - 1} (or {C}, 'no label'), got values "
+                             f"{int(y.min())}..{int(y.max())}")
+
 
 def model_summary(model: nn.Module) -> tuple[int, str]:
     """(parameter count, one-line summary) of a UNet, e.g. for a notebook's first training cell."""
@@ -261,6 +301,7 @@ def model_summary(model: nn.Module) -> tuple[int, str]:
         return n, f"{type(model).__name__}: {n / 1e6:.2f}M parameters ({4 * n / 2**20:.1f} MiB in float32)"
     low = c.image_size // 2 ** (len(c.channel_mults) - 1)
     attn = f"attention at {low}x{low}" if c.attention else "no attention"
+    labels = f", {c.num_classes} classes + 'no label'" if c.num_classes else ""
     return n, (f"UNet {c.in_channels}x{c.image_size}x{c.image_size}: channels {c.base_channels} x "
-               f"{c.channel_mults}, {c.num_res_blocks} res blocks/level, {attn}, "
+               f"{c.channel_mults}, {c.num_res_blocks} res blocks/level, {attn}{labels}, "
                f"{n / 1e6:.2f}M parameters ({4 * n / 2**20:.1f} MiB in float32)")

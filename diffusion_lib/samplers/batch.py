@@ -8,14 +8,23 @@ from tqdm.auto import tqdm
 from ..model.fast import FastModel, fast_model
 from .ddim import ddim_sample
 from .ddpm import ddpm_sample
+from .dpm_solver import dpm_solver_sample
+from .guidance import guided, num_classes_of, unconditional
 
 
 def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
-                  seed: int = 0, batch_size: int = 500, progress: bool = True, fast: bool = True) -> torch.Tensor:
+                  seed: int = 0, batch_size: int = 500, progress: bool = True, fast: bool = True,
+                  order: int = 2, labels: torch.Tensor | None = None, guidance: float = 0.0,
+                  guidance_interval=None) -> torch.Tensor:
     """n samples (n, *shape) float32 on the CPU, clamped to [-1, 1], drawn in batches with the library's
-    ddim_sample / ddpm_sample from one generator seeded with `seed` on the model's device.
+    ddim_sample / ddpm_sample / dpm_solver_sample (sampler "dpm", `steps` calls, DPM-Solver++ of `order`)
+    from one generator seeded with `seed` on the model's device.
     fast: call the model through model.fast.fast_model (its per-device defaults: on the CPU the
-    same numbers; on CUDA CUDA graphs and bf16); `model` may also be a FastModel already."""
+    same numbers; on CUDA CUDA graphs and bf16); `model` may also be a FastModel already.
+    labels: LongTensor (n,), the class of each sample, for a class-conditional model, sampled with
+    guided(model, labels, guidance) (samplers/guidance.py); None: an unconditional model as it is, a
+    conditional one with its null label (no class, no guidance). guidance_interval: (t_lo, t_hi), guide only
+    there (guided's interval)."""
     if isinstance(model, FastModel):               # already wrapped (keeps its CUDA graphs across calls)
         device = model.device
     else:
@@ -25,9 +34,24 @@ def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: 
     out = []
     for b in tqdm(range(0, n, batch_size), desc=f"{sampler} batches", disable=not progress):
         size = (min(batch_size, n - b), *shape)
+        eps_model = _with_labels(model, labels, guidance, n, b, size[0], guidance_interval)
         if sampler == "ddim":
-            x = ddim_sample(model, size, schedule, steps=steps, eta=eta, generator=generator, progress=progress)
+            x = ddim_sample(eps_model, size, schedule, steps=steps, eta=eta, generator=generator, progress=progress)
+        elif sampler == "dpm":
+            x = dpm_solver_sample(eps_model, size, schedule, steps=steps, order=order, generator=generator,
+                                  progress=progress)
         else:
-            x = ddpm_sample(model, size, schedule, generator=generator, progress=progress)
+            x = ddpm_sample(eps_model, size, schedule, generator=generator, progress=progress)
         out.append(x.clamp(-1, 1).float().cpu())
     return torch.cat(out)
+
+
+def _with_labels(model, labels, guidance: float, n: int, start: int, size: int, interval=None):
+    """The (x_t, t) -> eps callable for samples start..start+size-1 (see sample_images' labels)."""
+    if labels is None:
+        if guidance != 0:
+            raise ValueError(f"guidance = {guidance} needs labels: the class of each sample")
+        return unconditional(model) if num_classes_of(model) else model
+    if labels.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},), one per sample, got {tuple(labels.shape)}")
+    return guided(model, labels[start:start + size], guidance, interval)

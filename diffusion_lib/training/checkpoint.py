@@ -141,9 +141,11 @@ def load_model(path, device=None):
 
     ema_model: a UNet with the EMA weights on `device` (default: pick_device());
     schedule: the Schedule it was trained with;  info: dict with data (name, shape, levels),
-    step, history (loss per step), unet_config, train_config, library_version, summary, path.
+    step, history (loss per step), unet_config, train_config, library_version, summary, path,
+    num_classes (0: unconditional) and p_uncond (the label dropout it was trained with; None if none).
     info["data"]["name"], ["shape"] and ["levels"] say what to sample and how to score it.
-    Use: ddim_sample(ema_model, (16, *info["data"]["shape"]), schedule, steps=50, generator=g).
+    Use: ddim_sample(ema_model, (16, *info["data"]["shape"]), schedule, steps=50, generator=g);
+    a conditional model: ddim_sample(guided(ema_model, y, w), ...) (samplers/guidance.py).
     """
     from ..utils.devices import pick_device
     from ..model.unet import UNet, UNetConfig, model_summary
@@ -153,6 +155,7 @@ def load_model(path, device=None):
         config = UNetConfig.from_dict(ckpt["unet_config"])
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path} holds an unusable UNetConfig: {e}") from None
+    p_uncond = _label_dropout(ckpt, config, path)
     model = UNet(config)
     load_weights(model, ckpt["ema"], "EMA", path)
     model.to(pick_device(device)).eval().requires_grad_(False)
@@ -161,8 +164,20 @@ def load_model(path, device=None):
             "unet_config": config, "train_config": ckpt.get("train_config"),
             "library_version": ckpt["library_version"], "seed": ckpt.get("seed"),
             "history": {k: torch.as_tensor(v).tolist() for k, v in history.items()},
-            "summary": model_summary(model)[1], "resumable": is_resumable(ckpt)}
+            "summary": model_summary(model)[1], "resumable": is_resumable(ckpt),
+            "num_classes": config.num_classes, "p_uncond": p_uncond}
     return model, schedule_from(ckpt, path), info
+
+
+def _label_dropout(ckpt: dict, config, path) -> float | None:
+    """The p_uncond a conditional model was trained with (its null label is only meaningful if it was
+    trained); raises CheckpointError when the UNetConfig and the TrainConfig disagree about labels."""
+    train = ckpt.get("train_config") or {}
+    conditional = bool(train.get("conditional", False))
+    if train and conditional != bool(config.num_classes):
+        raise CheckpointError(f"{path} is inconsistent: its UNetConfig has num_classes = {config.num_classes} but "
+                              f"its TrainConfig has conditional = {conditional}")
+    return float(train["p_uncond"]) if conditional else None
 
 
 def export_ema(src, dst) -> Path:

@@ -26,6 +26,9 @@ class TrainConfig:
     steps (0: at the end only; also on Ctrl-C and when the budget runs out).
     channels_last, compile: speed options that leave the math alone (NHWC activations;
     torch.compile of the U-Net, whose compilation time counts against max_seconds).
+    conditional: train a class-conditional U-Net eps(x_t, t, y) on the data set's labels, each label
+    replaced by the null label with probability p_uncond (label dropout, Ho & Salimans 2022, sec. 3.2:
+    one network learns eps(x_t, t, c) and eps(x_t, t, null); notebooks/09, eq. (1.7)). p_uncond in (0, 1).
     batch_size is per process: under torchrun with W processes a step sees W * batch_size images.
     """
 
@@ -45,6 +48,8 @@ class TrainConfig:
     save_every: int = 500
     channels_last: bool = False
     compile: bool = False
+    conditional: bool = False
+    p_uncond: float = 0.1
 
     def __post_init__(self):
         ints = {k: getattr(self, k) for k in ("steps", "batch_size", "T", "log_every")}
@@ -57,6 +62,8 @@ class TrainConfig:
             bad.append("lr > 0, 0 <= ema_decay < 1, grad_clip, warmup_steps, save_every, weight_decay >= 0")
         if self.max_seconds is not None and not self.max_seconds > 0:
             bad.append(f"max_seconds > 0 or None, got {self.max_seconds!r}")
+        if not isinstance(self.conditional, bool) or not 0 < self.p_uncond < 1:
+            bad.append(f"conditional True or False, got {self.conditional!r}; 0 < p_uncond < 1, got {self.p_uncond!r}")
         if bad:
             raise ValueError("TrainConfig needs positive integer steps, batch_size, T, log_every and: "
                              + "; ".join(bad))

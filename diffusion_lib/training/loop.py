@@ -5,6 +5,8 @@
              gradient step on || eps - eps_theta(x_t, t) ||^2                   (simple_loss, eq. 14)
 DDPM (Ho et al. 2020) Algorithm 1; notebooks/04, sec. 3. AdamW, gradient clipping, LR warmup, an
 exponential moving average (EMA) of the weights that is what we sample with (DDPM sec. 4).
+A conditional run (TrainConfig.conditional) also draws each image's label y, replaced by the null
+label with probability p_uncond, and trains eps_theta(x_t, t, y): Ho & Salimans 2022, Algorithm 1.
 
 All randomness comes from two seeded generators on the training device (data order; t and eps)
 and the global RNG inside torch.random.fork_rng (weight init and dropout), so a run is
@@ -18,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -55,15 +57,28 @@ class TrainResult:
 
 
 def loss_on_batch(model, x0: torch.Tensor, schedule: Schedule, generator: torch.Generator,
-                  autocast: bool = False) -> torch.Tensor:
-    """L_simple on one batch (DDPM Algorithm 1, lines 2-5); notebooks/04, sec. 3. x0: (B, C, H, W)."""
+                  autocast: bool = False, y: torch.Tensor | None = None) -> torch.Tensor:
+    """L_simple on one batch (DDPM Algorithm 1, lines 2-5); notebooks/04, sec. 3. x0: (B, C, H, W).
+
+    y: labels (B,) of a conditional model (after label dropout), which is then called model(x_t, t, y).
+    """
     B = x0.shape[0]
     t = torch.randint(1, schedule.T + 1, (B,), generator=generator, device=x0.device)      # t ~ U{1..T}
     eps = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)     # eps ~ N(0, I)
     x_t = q_sample(x0, t, schedule, eps)                                 # DDPM eq. (4)
     with torch.autocast("cuda", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
-        eps_hat = model(x_t, t)                                          # eps_theta(x_t, t)
+        eps_hat = model(x_t, t) if y is None else model(x_t, t, y)       # eps_theta(x_t, t[, y])
     return simple_loss(eps, eps_hat.float())                             # DDPM eq. (14)
+
+
+def drop_labels(y: torch.Tensor, p_uncond: float, null: int, generator: torch.Generator) -> torch.Tensor:
+    """Label dropout: each label replaced by the null label with probability p_uncond.
+
+    c <- null with probability p_uncond: Ho & Salimans 2022, Algorithm 1, line 3; notebooks/09, eq. (1.7).
+    y: LongTensor (B,); one uniform draw per label from `generator` (on y's device).
+    """
+    drop = torch.rand(y.shape, generator=generator, device=y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, null), y)
 
 
 @torch.no_grad()
@@ -92,10 +107,10 @@ def train(config: TrainConfig, data="digits", out=None, *, seed: int | None = No
     start = time.monotonic()
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig (e.g. PRESETS['cpu']), got {type(config).__name__}")
-    images, meta = _training_images(data)
+    images, labels, meta = _training_images(data)
     world = world_from_env()
     device = process_device(world, pick_device(device))
-    model_config = model_config or unet_config_for(images.shape[1:], config.model_size)
+    model_config = _model_config(config, model_config, images, labels)
     ckpt = resumable_checkpoint(out, config, model_config, meta, device) if resume else None
     if ckpt is not None and seed is not None and seed != ckpt["seed"]:
         raise ValueError(f"seed={seed} but {out} was trained with seed={ckpt['seed']}; resume keeps its seed")
@@ -108,28 +123,44 @@ def train(config: TrainConfig, data="digits", out=None, *, seed: int | None = No
         bar = tqdm(total=config.steps, initial=run.step, desc=f"train {meta['name']}", unit="step",
                    disable=not (progress and world.main), dynamic_ncols=True)
         with bar:
-            stopped_by = _run_until_done(run, shard(images, world).to(device), start, callback, bar, sigint)
+            labels = shard(labels, world).to(device) if config.conditional else None
+            stopped_by = _run_until_done(run, shard(images, world).to(device), labels, start, callback, bar,
+                                         sigint)
     run.model.eval()
     return TrainResult(run.model, run.ema.eval(), run.schedule, {"loss": list(run.history)}, run.step,
                        run.elapsed + time.monotonic() - start, stopped_by, run.out)
 
 
-def _training_images(data) -> tuple[torch.Tensor, dict]:
-    """(images, description) of the training set: an ImageSet, or a data set name (its train split)."""
+def _training_images(data) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(images, labels, description) of the training set: an ImageSet, or a data set name (its train split)."""
     if isinstance(data, str):
         data = load_dataset(data, "train")
     if not isinstance(data, ImageSet):
         raise TypeError(f"data must be a data set name such as 'digits' or an ImageSet, got {type(data).__name__}")
     if len(data) == 0:
         raise ValueError(f"data set {data.name!r} ({data.split}) holds no images")
-    return data.images, {"name": data.name, "split": data.split, "shape": list(data.shape),
-                         "levels": int(data.levels)}
+    return data.images, data.labels, {"name": data.name, "split": data.split, "shape": list(data.shape),
+                                      "levels": int(data.levels)}
 
 
-def _run_until_done(run: RunState, images: torch.Tensor, start: float, callback, bar, sigint) -> str:
+def _model_config(config: TrainConfig, model_config: UNetConfig | None, images, labels) -> UNetConfig:
+    """The UNet to train: model_config, or unet_config_for the images; a conditional run gets
+    num_classes = the largest label + 1 (10 for digits), an unconditional one num_classes = 0."""
+    model_config = model_config or unet_config_for(images.shape[1:], config.model_size)
+    classes = int(labels.max()) + 1 if config.conditional else 0
+    if config.conditional and int(labels.min()) < 0:
+        raise ValueError(f"a conditional run needs labels >= 0, got {int(labels.min())}")
+    if model_config.num_classes not in (0, classes):
+        raise ValueError(f"model_config.num_classes = {model_config.num_classes} does not fit this run: "
+                         + (f"the data set has {classes} classes" if classes else
+                            "TrainConfig.conditional is False (pass conditional=True to train with labels)"))
+    return replace(model_config, num_classes=classes)
+
+
+def _run_until_done(run: RunState, images: torch.Tensor, labels, start: float, callback, bar, sigint) -> str:
     """The loop, and what happens when it ends: saved at the end, or on Ctrl-C before re-raising."""
     try:
-        stopped_by = _loop(run, images, start, callback, bar, sigint)
+        stopped_by = _loop(run, images, labels, start, callback, bar, sigint)
         _flush(run, bar)
     except KeyboardInterrupt:
         if run.out is not None:
@@ -145,8 +176,9 @@ def _run_until_done(run: RunState, images: torch.Tensor, start: float, callback,
     return stopped_by
 
 
-def _loop(run: RunState, images: torch.Tensor, start: float, callback, bar, sigint) -> str:
-    """Optimizer steps until config.steps or the time budget; returns "steps" or "time"."""
+def _loop(run: RunState, images: torch.Tensor, labels, start: float, callback, bar, sigint) -> str:
+    """Optimizer steps until config.steps or the time budget; returns "steps" or "time".
+    labels: (N,) for a conditional run, else None."""
     params, ema_params = list(run.model.parameters()), list(run.ema.parameters())
     autocast = run.config.bf16 and images.device.type == "cuda"
     run.model.train()
@@ -156,7 +188,7 @@ def _loop(run: RunState, images: torch.Tensor, start: float, callback, bar, sigi
         if not run.world.distributed and _over_budget(run.config, start, now, last):
             return "time"                           # the next step would overrun the budget
         last = now
-        _step(run, images, params, ema_params, autocast)
+        _step(run, images, labels, params, ema_params, autocast)
         bar.update()
         if callback is not None:
             _call_back(callback, run, sigint)
@@ -166,11 +198,13 @@ def _loop(run: RunState, images: torch.Tensor, start: float, callback, bar, sigi
     return "steps"
 
 
-def _step(run: RunState, images: torch.Tensor, params: list, ema_params: list, autocast: bool) -> None:
-    """One optimizer step of Algorithm 1 with gradient clipping, LR warmup and the EMA update."""
+def _step(run: RunState, images: torch.Tensor, labels, params: list, ema_params: list, autocast: bool) -> None:
+    """One optimizer step of Algorithm 1 with gradient clipping, LR warmup and the EMA update.
+    A conditional run (labels given) drops labels first, from the same generator as t and eps."""
     cfg = run.config
     idx = torch.randint(images.shape[0], (cfg.batch_size,), generator=run.order, device=images.device)
-    loss = loss_on_batch(run.net, images[idx], run.schedule, run.noise, autocast)   # Algorithm 1
+    y = None if labels is None else drop_labels(labels[idx], cfg.p_uncond, run.model.config.num_classes, run.noise)
+    loss = loss_on_batch(run.net, images[idx], run.schedule, run.noise, autocast, y)   # Algorithm 1
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()                                 # under DDP: gradients averaged over the ranks
     if cfg.grad_clip > 0:

@@ -8,12 +8,12 @@ checkpoint.py; `restore` puts it back, so that N steps in one go equal N/2 + res
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
-from ..model.unet import UNet, UNetConfig
+from ..model.unet import OPTIONAL as UNET_OPTIONAL, UNet, UNetConfig
 from ..process.schedules import Schedule
 from ..utils.version import __version__
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointError, check_resumable, load_checkpoint,
@@ -88,9 +88,21 @@ def resumable_checkpoint(out, config: TrainConfig, model_config: UNetConfig, dat
     """The checkpoint at `out`, checked to fit these settings (only RUN_LENGTH and SPEED may differ)."""
     if out is None:
         raise ValueError("resume=True needs out=, the checkpoint to continue from")
-    ckpt = load_checkpoint(out)
+    ckpt = _with_new_fields(load_checkpoint(out))
     check_resumable(ckpt, out, config.to_dict(), model_config.to_dict(), data, device.type,
                     ignore=RUN_LENGTH + SPEED)
+    return ckpt
+
+
+def _with_new_fields(ckpt: dict) -> dict:
+    """ckpt with the config fields that older checkpoints lack filled in with the values they meant
+    (num_classes = 0, conditional = False, ...), so that a run saved before they existed resumes."""
+    ckpt = dict(ckpt)
+    if isinstance(ckpt.get("unet_config"), dict):
+        ckpt["unet_config"] = {**UNET_OPTIONAL, **ckpt["unet_config"]}
+    if isinstance(ckpt.get("train_config"), dict):
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        ckpt["train_config"] = {**defaults, **ckpt["train_config"]}
     return ckpt
 
 
