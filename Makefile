@@ -21,17 +21,22 @@ $(STAMP): requirements.txt pyproject.toml
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG) $(LAB_ARGS)
 
+# `make test`: every test and every notebook (FAST=1) on all cores (pytest-xdist; one torch thread per
+# process), then the tests marked `serial` alone: they bound wall-clock times. (Exit status 5 means
+# PYTEST_ARGS selected none of them.)
 test: $(STAMP)
-	FAST=1 $(BIN)/python -m pytest tests --nbmake notebooks $(PYTEST_ARGS)
+	FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto -m "not serial" tests --nbmake notebooks $(PYTEST_ARGS)
+	FAST=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m serial tests $(PYTEST_ARGS) || test $$? -eq 5
 
 clean:
 	rm -rf build *.egg-info .pytest_cache _book _student tests/_artifacts
 
-# `make book`: run every notebook (FAST=1 for a quick run) and write the static HTML course to
-# _book/ (open _book/index.html; works offline: MathJax comes from the PyPI package
-# jupyter-server-mathjax). `make student`: the notebooks without solution cells, in _student/notebooks/.
+# `make book`: run the student copy of every notebook (FAST=1 for a quick run) and write the static
+# HTML course to _book/ (open _book/index.html; works offline: MathJax comes from the PyPI package
+# jupyter-server-mathjax); `make book SOLUTIONS=1` builds the teacher's book, solutions folded.
+# `make student`: the notebooks without their solutions and hidden tests, in _student/notebooks/.
 book: $(STAMP)
-	FAST=$(FAST) $(BIN)/python scripts/build_book.py --out _book
+	FAST=$(FAST) $(BIN)/python scripts/build_book.py --out _book $(if $(SOLUTIONS),--solutions,)
 
 student: $(STAMP)
 	$(BIN)/python scripts/make_student.py --out _student

@@ -1,10 +1,13 @@
 """Build the static HTML course: run every notebook, export it to HTML, write an index page.
 
-    python scripts/build_book.py                      # full run of notebooks/*.ipynb into _book/
+    python scripts/build_book.py                      # full run of the student copies into _book/
     FAST=1 python scripts/build_book.py               # quick run: every notebook in FAST mode
+    python scripts/build_book.py --solutions          # the teacher's book, solutions folded
     python scripts/build_book.py --out DIR notebooks/00_welcome.ipynb notebooks/01_forward_process.ipynb
 
-(`make book`, `make book FAST=1`.) Open _book/index.html from disk: the pages need no network.
+(`make book`, `make book FAST=1`, `make book SOLUTIONS=1`.) Open _book/index.html from disk: the
+pages need no network. The published book (.github/workflows/book.yml) is the student copy, as
+`make student` writes it (scripts/make_student.py): a public page must not hand out the answers.
 
 - Math: MathJax 2.7 from the PyPI package `jupyter-server-mathjax` (the Jupyter project's own
   copy), copied into _book/_static/mathjax and loaded by a relative path. nbconvert's default page
@@ -13,7 +16,8 @@
 - Widgets: a static page has no kernel, so sliders cannot move. Each widget is replaced by the
   output it showed at the controls' starting values, with a note naming them (a progress bar by
   its text); every notebook also draws the same thing at fixed values in an ordinary static figure.
-- Solutions (cells tagged "solution") are folded into a <details> element, closed by default.
+- Folded cells: "More checks" cells (tag `more-checks`) and, in the teacher's book, solution cells
+  (nbgrader metadata `solution: true`) are folded into a <details> element, closed by default.
 - The index page follows the course map, the table in section 1 of notebook 00.
 """
 from __future__ import annotations
@@ -35,6 +39,7 @@ from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernel
 from nbconvert import HTMLExporter
 
 from kernel_poll import patch_nbclient  # noqa: E402
+from make_student import student_copy  # noqa: E402
 
 patch_nbclient()                  # short polls: a missed kernel reply costs a second (kernel_poll.py)
 
@@ -64,8 +69,8 @@ BOOK_CSS = """<style>
              border-bottom: 1px solid #ccc; background: #f7f7f7;}
 .course-nav a {text-decoration: none;}
 .course-widget-note {font-style: italic; color: #555; border-left: 3px solid #8ab; padding-left: 0.6em;}
-details.course-solution {border: 1px dashed #aaa; padding: 0.3em 0.6em; margin: 0.5em 0;}
-details.course-solution > summary {cursor: pointer; font-family: sans-serif; color: #555;}
+details.course-solution, details.course-checks {border: 1px dashed #aaa; padding: 0.3em 0.6em; margin: 0.5em 0;}
+details.course-solution > summary, details.course-checks > summary {cursor: pointer; font-family: sans-serif; color: #555;}
 </style>
 """
 
@@ -87,8 +92,12 @@ PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {{ super() }}
 {% endblock body_footer %}
 {% block codecell %}
-{%- if 'solution' in cell.metadata.get('tags', []) -%}
+{%- if resources.fold_solutions and cell.metadata.get('nbgrader', {}).get('solution') -%}
 <details class="course-solution"><summary>Solution (click to open; try the exercise first)</summary>
+{{ super() }}
+</details>
+{%- elif 'more-checks' in cell.metadata.get('tags', []) -%}
+<details class="course-checks"><summary>More checks (click to open)</summary>
 {{ super() }}
 </details>
 {%- else -%}
@@ -222,7 +231,7 @@ def nav(pages, i) -> str:
     return f'<nav class="course-nav">{" ".join(links)}</nav>'
 
 
-def write_index(out: Path, entries, fast: bool) -> None:
+def write_index(out: Path, entries, fast: bool, solutions: bool = False) -> None:
     """index.html: one line per notebook of the course map, linked when built."""
     items = []
     for number, topic, summary, page, seconds, exists in entries:
@@ -231,6 +240,7 @@ def write_index(out: Path, entries, fast: bool) -> None:
         timing = f' <span class="meta">(ran in {seconds:.0f} s)</span>' if seconds is not None else ""
         items.append(f"<li>{head}: {inline_md(summary)}{timing}</li>")
     mode = "FAST mode (smaller samples, short training: a smoke run)" if fast else "full run"
+    mode += ", with the solutions" if solutions else ", the student copy (exercises without their solutions)"
     (out / "index.html").write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
@@ -253,19 +263,23 @@ of MathJax 2.7; no network needed.</p>
 """, encoding="utf-8")
 
 
-def execute(nb, path: Path, timeout: int, tries: int = 2):
-    """Run the notebook in a fresh kernel; returns the executed copy or exits naming the failure.
+def execute(nb, path: Path, timeout: int, tries: int = 2, probe: str | None = None):
+    """Run the notebook in a fresh kernel; returns (the executed copy, the probe's outputs).
 
+    probe: code run after the last cell in the same kernel (its cell is not part of the copy).
     A cell that raises fails the build at once. A cell that outlasts `timeout`, or a kernel that
     dies, gets one more try in a new kernel: nbclient can lose a kernel's reply on an ipywidgets
     cell and then wait out the whole timeout (jupyter/nbclient#312; seen once on a 2-core CI run).
     """
     for attempt in range(1, tries + 1):
         run = copy.deepcopy(nb)
+        if probe is not None:
+            run.cells.append(nbformat.v4.new_code_cell(probe))
         try:
             NotebookClient(run, timeout=timeout, kernel_name="python3",
                            resources={"metadata": {"path": str(path.parent)}}).execute()
-            return run
+            outputs = run.cells.pop().outputs if probe is not None else []
+            return run, outputs
         except CellExecutionError as e:
             sys.exit(f"[book] {path.name} failed, no book written for it:\n{e}")
         except (CellTimeoutError, DeadKernelError) as e:
@@ -274,38 +288,74 @@ def execute(nb, path: Path, timeout: int, tries: int = 2):
     sys.exit(f"[book] {path.name}: no run finished in {tries} attempts (timeout {timeout} s per cell)")
 
 
-def build(paths: list[Path], out: Path, timeout: int) -> list[tuple]:
-    fast = os.environ.get("FAST") == "1"
+def exporter() -> HTMLExporter:
+    """nbconvert's "lab" HTML exporter with the book's page template."""
+    return HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"book.html.j2": PAGE_TEMPLATE})],
+                        template_file="book.html.j2")
+
+
+def prepare(out: Path) -> None:
+    """The book's folder, emptied of old pages, with its own copy of MathJax."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.html"):
         stale.unlink()
     shutil.copytree(mathjax_source(), out / MATHJAX_DIR, dirs_exist_ok=True)
-    exporter = HTMLExporter(template_name="lab", extra_loaders=[DictLoader({"book.html.j2": PAGE_TEMPLATE})],
-                            template_file="book.html.j2")
-    books = [(p, nbformat.read(p, as_version=4)) for p in paths]
-    pages = [(p.stem + ".html", title_of(nb, p)) for p, nb in books]
-    timings = {}
-    for i, (path, nb) in enumerate(books):
-        print(f"[book] running {path.name} ({'FAST' if fast else 'full'}) ...", flush=True)
-        start = time.perf_counter()
-        nb = execute(nb, path, timeout)
-        timings[path.stem[:2]] = time.perf_counter() - start
-        widgets = snapshot_widgets(nb)
-        body, _ = exporter.from_notebook_node(nb, resources={
-            "metadata": {"name": pages[i][1]}, "book_head": MATHJAX_HEAD + BOOK_CSS, "book_nav": nav(pages, i)})
-        (out / pages[i][0]).write_text(body, encoding="utf-8")
-        print(f"[book] {path.name}: {timings[path.stem[:2]]:.1f} s, {widgets} widget(s) as snapshots "
-              f"-> {out / pages[i][0]}", flush=True)
+
+
+def build_page(path: Path, out: Path, pages: list, timeout: int, solutions: bool = False,
+               probe: str | None = None, html_exporter: HTMLExporter | None = None) -> dict:
+    """Run one notebook (its student copy unless `solutions`) and write its page into `out`.
+
+    pages: [(file name, title)] of the whole book, for the navigation bar.
+    Returns {"seconds", "probe" (outputs of `probe`), "notebook" (the executed copy)}.
+    """
+    nb = nbformat.read(path, as_version=4)
+    nb = nb if solutions else student_copy(nb, path.name)
+    fast = os.environ.get("FAST") == "1"
+    print(f"[book] running {path.name} ({'FAST' if fast else 'full'}, "
+          f"{'with solutions' if solutions else 'student copy'}) ...", flush=True)
+    start = time.perf_counter()
+    nb, probed = execute(nb, path, timeout, probe=probe)
+    seconds = time.perf_counter() - start
+    run = {"seconds": seconds, "probe": probed, "notebook": copy.deepcopy(nb)}
+    widgets = snapshot_widgets(nb)
+    i = [name for name, _ in pages].index(path.stem + ".html")
+    body, _ = (html_exporter or exporter()).from_notebook_node(nb, resources={
+        "metadata": {"name": pages[i][1]}, "book_head": MATHJAX_HEAD + BOOK_CSS, "book_nav": nav(pages, i),
+        "fold_solutions": solutions})
+    (out / pages[i][0]).write_text(body, encoding="utf-8")
+    print(f"[book] {path.name}: {seconds:.1f} s, {widgets} widget(s) as snapshots -> {out / pages[i][0]}", flush=True)
+    return run
+
+
+def page_list(paths: list[Path]) -> list:
+    """[(file name, title)] of the notebooks, in order."""
+    return [(p.stem + ".html", title_of(nbformat.read(p, as_version=4), p)) for p in paths]
+
+
+def write_course_index(out: Path, paths: list[Path], timings: dict, solutions: bool = False) -> None:
+    """index.html from notebook 00's course map, linking the notebooks in `paths`."""
     cmap = course_map(paths[0].parent)
-    built = {p.stem[:2]: (p.stem + ".html", title_of(nb, p)) for p, nb in books}
+    built = dict(zip((p.stem[:2] for p in paths), page_list(paths)))
     entries = []
     for number in sorted(set(cmap) | set(built)):
         topic, summary = cmap.get(number, (built.get(number, ("", number))[1], ""))
         page = built.get(number, (None,))[0]
         exists = any(paths[0].parent.glob(f"{number}_*.ipynb"))
         entries.append((number, topic, summary, page, timings.get(number), exists))
-    write_index(out, entries, fast)
-    return entries
+    write_index(out, entries, os.environ.get("FAST") == "1", solutions)
+
+
+def build(paths: list[Path], out: Path, timeout: int, solutions: bool = False, probe: str | None = None) -> dict:
+    """Run and export each notebook (its student copy unless `solutions`); write the index.
+
+    Returns {notebook stem: build_page's record}.
+    """
+    prepare(out)
+    pages, html_exporter = page_list(paths), exporter()
+    runs = {p.stem: build_page(p, out, pages, timeout, solutions, probe, html_exporter) for p in paths}
+    write_course_index(out, paths, {stem[:2]: run["seconds"] for stem, run in runs.items()}, solutions)
+    return runs
 
 
 def main(argv=None) -> None:
@@ -313,12 +363,13 @@ def main(argv=None) -> None:
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     parser.add_argument("--out", type=Path, default=REPO / "_book")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    parser.add_argument("--solutions", action="store_true", help="the teacher's book: with the solutions, folded")
     args = parser.parse_args(argv)
     paths = sorted(p.resolve() for p in (args.notebooks or (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
     if not paths:
         sys.exit("no notebooks to build")
     start = time.perf_counter()
-    build(paths, args.out, args.timeout)
+    build(paths, args.out, args.timeout, solutions=args.solutions)
     print(f"[book] wrote {args.out / 'index.html'} in {time.perf_counter() - start:.0f} s")
 
 

@@ -1,16 +1,15 @@
-"""Checks for the exercises that end notebook 04 (training), in the format of exercises.py.
+"""Checks for the exercises of notebook 04 (training): 04.1 in sec. 3.1, 04.2 in sec. 2.5, 04.3 in sec. 3.2.
 
-Notebook 04 imports this module as `exercises` (`from diffusion_lib import exercises_training as
-exercises`), so `exercises.solution` marks a reference answer and `exercises.check_loss_on_batch(
-my_loss_on_batch)` checks one. Each check prints "correct", "not yet: ..." (how far off, where, and
-the typical mistake the answer matches) or "not attempted yet"; it raises only for a wrong answer
-marked as a solution (docs/teaching.md, sec. 5).
+`exercises.check_loss_on_batch(my_loss_on_batch)` and its siblings print "correct", "not yet: ..." (how
+far off, where, and the typical mistake the answer matches) or "not attempted yet", and return a Result
+(grading.py; docs/design.md, sec. 5). `loss_given_t_and_noise` is what 04.1's check compares with; the
+notebook runs on it until the student's answer is correct (`result.use(my_loss_on_batch, fallback=...)`).
 """
 from __future__ import annotations
 
 import torch
 
-from .grading import TOL, Result, _call, _compare, _predict, _run, solution  # noqa: F401
+from .grading import Result, _call, _compare, _predict, _run  # noqa: F401
 from ...process.elbo import simple_loss
 from ...process.forward import q_sample
 from ...process.schedules import linear_schedule
@@ -18,14 +17,24 @@ from ...data.toy import gaussian
 from ...training.loop import ema_update
 
 
-# ---- notebooks/04, sec. 8 -----------------------------------------------------------------------
+# ---- notebooks/04, sec. 3.1 ---------------------------------------------------------------------
+
+def loss_given_t_and_noise(model, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, schedule) -> torch.Tensor:
+    """L_simple of one batch for given time steps and noise: DDPM Algorithm 1, line 5; notebooks/04, eq. (3.1).
+
+    x_t = q_sample(x0, t, schedule, noise) (DDPM eq. 4), then the mean of (noise - model(x_t, t))^2 over all
+    elements (simple_loss, DDPM eq. 14). x0, noise: (B, C, H, W); t: LongTensor (B,) in 1..T. A scalar.
+    The library's training loss, loop.loss_on_batch, is this with t and noise drawn from a generator.
+    """
+    return simple_loss(noise, model(q_sample(x0, t, schedule, noise), t))
+
 
 def check_loss_on_batch(my_loss_on_batch) -> Result:
     """Exercise 04.1: my_loss_on_batch(model, x0, t, noise, schedule) -> L_simple of the batch, a scalar.
 
     notebooks/04, eq. (3.1) with the given t (LongTensor (B,) in 1..T) and noise: the loss of DDPM
-    Algorithm 1, line 5. Compared with simple_loss(noise, model(q_sample(x0, t, schedule, noise), t)) on four
-    batches of eight 8x8 images in [-1, 1] (float64); the model is the optimal denoiser of the
+    Algorithm 1, line 5. Compared with loss_given_t_and_noise (simple_loss(noise, model(q_sample(x0, t, schedule,
+    noise), t))) on four batches of eight 8x8 images in [-1, 1] (float64); the model is the optimal denoiser of the
     Gaussian N(0, 0.5^2 I) (toy.gaussian), a function of x_t and t in 1..T (it refuses t = 0). A loss is an
     average of squares of numbers of size 1, so the error is absolute (1 is the loss of predicting 0).
     """
@@ -53,7 +62,8 @@ def check_loss_on_batch(my_loss_on_batch) -> Result:
         for name, t in batches.items():
             per_image = (B, 1, 1, 1)
             xt = q_sample(x0, t, sch, noise)                                    # DDPM eq. (4)
-            yield (f"the batch with {name}", _call(my_loss_on_batch, model, x0, t, noise, sch), loss(xt, t), 1.0, {
+            yield (f"the batch with {name}", _call(my_loss_on_batch, model, x0, t, noise, sch),
+                   loss_given_t_and_noise(model, x0, t, noise, sch), 1.0, {
                 "x_t made with alpha_bar_{t-1}: t off by one (index 0 of the schedule is the clean state)":
                     loss(q_sample(x0, t - 1, sch, noise), t),
                 "alpha_t in place of alpha_bar_t in x_t (one forward step, not t)":
@@ -72,7 +82,7 @@ def check_loss_on_batch(my_loss_on_batch) -> Result:
 
 def check_conv_params(my_conv_params) -> Result:
     """Exercise 04.2: my_conv_params(c_in, c_out, k) -> the number of parameters of a k x k convolution
-    from c_in to c_out channels, with bias (notebooks/04, sec. 2.5), against PyTorch's own count of
+    from c_in to c_out channels, with bias (notebooks/04, sec. 2.5, before eq. 2.6), against PyTorch's own count of
     torch.nn.Conv2d(c_in, c_out, k) (built on the meta device: no memory, no random numbers)."""
     def conv2d(c_in, c_out, k):
         return sum(p.numel() for p in torch.nn.Conv2d(c_in, c_out, k, device="meta").parameters())
@@ -93,7 +103,7 @@ def check_conv_params(my_conv_params) -> Result:
 
 def check_ema_share(prediction, decay: float = 0.999, last: int = 1000) -> Result:
     """Exercise 04.3: predict the share of the EMA of the weights that comes from the last `last`
-    steps' parameters, with the decay fixed at `decay` (DDPM sec. 4; notebooks/04, sec. 3).
+    steps' parameters, with the decay fixed at `decay` (DDPM sec. 4; notebooks/04, sec. 3.2).
 
     Exact: 1 - decay^last, here computed by running the library's `ema_update` `last` times on a
     parameter that is 1 during those steps, from an EMA of 0. Within 5 % counts.
