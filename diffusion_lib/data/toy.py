@@ -94,6 +94,49 @@ class GaussianMixture:
         """The optimal denoiser as a model callable (x_t, t) -> eps_hat for the samplers."""
         return lambda xt, t: self.optimal_eps(xt, t, schedule)
 
+    def given(self, components) -> "GaussianMixture":
+        """p(x_0 | the component is one of `components`): those components alone, weights renormalised.
+
+        components: indices, or a boolean mask of length K. With classes made of components, this is
+        p(x_0 | c) (notebooks/09, sec. 2).
+        """
+        keep = torch.as_tensor(components)
+        keep = keep.nonzero().reshape(-1) if keep.dtype == torch.bool else keep.reshape(-1).long()
+        if keep.numel() == 0:
+            raise ValueError("given() needs at least one component")
+        w = self.weights[keep]
+        return GaussianMixture(w / w.sum(), self.means[keep], self.stds[keep])
+
+    def class_eps_model(self, schedule: Schedule, classes) -> "ClassOracle":
+        """The exact class-conditional denoiser, a model for guided(): (x_t, t, y) -> E[eps | x_t, c = y].
+
+        classes: (K,) ints, the class 0..C-1 of each component (every class used). y = C, the null
+        label, gives E[eps | x_t] of the whole mixture, as label dropout trains it (notebooks/09, sec. 2).
+        """
+        return ClassOracle(self, torch.as_tensor(classes).long(), schedule)
+
+
+class ClassOracle:
+    """(x_t, t, y) -> E[eps | x_t, c = y] of a mixture whose components carry classes; num_classes = C.
+
+    Class c is the mixture of its components (GaussianMixture.given), y = C the whole mixture; each
+    is the exact optimal_eps (Tweedie). x_t: (B, D); t: int or LongTensor (B,); y: LongTensor (B,).
+    """
+
+    def __init__(self, mixture: GaussianMixture, classes: torch.Tensor, schedule: Schedule):
+        if classes.shape != mixture.weights.shape or int(classes.min()) < 0:
+            raise ValueError(f"classes must give a class >= 0 to each of the {len(mixture.weights)} components, "
+                             f"got {classes.tolist()}")
+        self.num_classes = int(classes.max()) + 1
+        self.laws = [mixture.given(classes == c) for c in range(self.num_classes)] + [mixture]   # p(x|c), p(x)
+        self.schedule = schedule
+
+    def __call__(self, xt: torch.Tensor, t, y: torch.Tensor) -> torch.Tensor:
+        if not isinstance(y, torch.Tensor) or y.shape != (xt.shape[0],):
+            raise ValueError(f"y must be a LongTensor of shape ({xt.shape[0]},), got {y!r}")
+        eps = torch.stack([law.optimal_eps(xt, t, self.schedule) for law in self.laws])       # (C + 1, B, ...)
+        return eps[y.to(eps.device), torch.arange(xt.shape[0], device=eps.device)]
+
 
 def gaussian(mean, std) -> GaussianMixture:
     """N(mean, diag(std^2)) as a one-component mixture; mean and std of shape (D,) or scalars."""
