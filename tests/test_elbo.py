@@ -4,9 +4,11 @@ What is checked, against true values only:
   - normal_kl: 0 for identical Gaussians, closed-form values, Monte Carlo E_{N1}[log N1 - log N2];
   - prior_kl (L_T): the closed form (3.1), and x_0 = 0 where it is D * KL(N(0, 1 - ab_T) || N(0, 1));
   - step_kl (L_{t-1}): 0 when the model is the posterior; the identity
-    L_{t-1} = C_t + lambda_t ||eps - eps_hat||^2 (DDPM eq. 12) for both choices of sigma_t^2;
+    L_{t-1} = C_t + gamma_t ||eps - eps_hat||^2 (DDPM eq. 12) for both choices of sigma_t^2;
   - the discretized decoder (DDPM eq. 13): bin probabilities sum to 1 over 256 and 17 levels, one bin
-    against numerical integration; decoder_nll with levels=None is the Gaussian NLL; bits/dim;
+    against numerical integration; decoder_nll with levels=None is the Gaussian NLL; a perfect denoiser's
+    L_0 is the closed-form floor for both decoder variances (beta_1, the default, and beta_tilde_2, the
+    DDPM reference code's); bits/dim;
   - elbo_terms: shape (B, T+1), column T = prior_kl, column 0 = decoder_nll and column 1 = step_kl for
     the same draws of x_t;
   - Gaussian data with the optimal model eps* = E[eps | x_t]: the Monte Carlo bound against its closed
@@ -19,10 +21,8 @@ False-failure rate. Exact identities use tolerances 10^3 to 10^6 times float64 r
 fail by chance. Each Monte Carlo check uses a seeded generator (so a run is deterministic) and is
 designed to fail for a correct library with probability P(|Z| > 5) = 5.7e-7 (two-sided, Gaussian
 estimator), or 2.9e-7 for the two one-sided checks (-ELBO >= -log p). There are 6 two-sided and 2
-one-sided Monte Carlo checks: a designed false-failure rate of 4e-6 for the module.
-
-Seed sweep (scripts/seed_sweep.py, 2026-11-30; seeds shifted by 1..200): no failure in 200
-shifts (designed: 4e-6 for the module).
+one-sided Monte Carlo checks: a designed false-failure rate of 4e-6 for the module. The seed sweep
+(scripts/seed_sweep.py) checks it; measured: README, Tests.
 """
 import math
 
@@ -30,7 +30,7 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from diffusion_lib import (Schedule, scaled_linear_schedule, bits_per_dim, cosine_schedule, decoder_nll,
+from diffusion_lib import (scaled_linear_schedule, bits_per_dim, cosine_schedule, decoder_nll,
                            discretized_gaussian_log_likelihood, elbo_terms, gather, gaussian,
                            GaussianMixture, linear_schedule, mean_from_eps, normal_kl,
                            posterior_mean_var, prior_kl, q_sample, q_step, reverse_variance,
@@ -124,7 +124,7 @@ def test_step_kl_is_zero_when_the_model_is_the_posterior():
 
 @pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
 def test_step_kl_is_weighted_noise_error(variance):
-    # L_{t-1} = C_t + lambda_t ||eps - eps_hat||^2, x_t built from (x_0, eps): DDPM eq. (12)
+    # L_{t-1} = C_t + gamma_t ||eps - eps_hat||^2, x_t built from (x_0, eps): DDPM eq. (12)
     sched = linear_schedule()
     g = gen(4)
     shape = (256, 3, 4, 4)
@@ -175,6 +175,59 @@ def test_decoder_nll_continuous_is_the_gaussian_nll():
                                                    math.sqrt(float(sched.betas[1])))).sum((1, 2, 3))
     got = decoder_nll(x0, x1, eps_hat, sched, levels=None)
     assert ((got - expected).abs() / expected.abs()).max() <= 1e-10
+
+
+@pytest.mark.parametrize("decoder_variance", ["beta_1", "beta_tilde_2"])
+def test_decoder_of_a_perfect_denoiser_is_the_closed_form_floor(decoder_variance):
+    """eps_hat = eps puts the decoder mean on x_0 (DDPM eq. 11 at t = 1), so each interior 8-bit pixel has
+    probability 2 Phi(delta / sigma_1) - 1 and each edge pixel Phi(delta / sigma_1) (notebooks/03, sec. 4),
+    with sigma_1^2 = beta_1 (the default) or beta_tilde_2 = beta_2 (1 - alpha_bar_1) / (1 - alpha_bar_2)
+    (the DDPM reference code)."""
+    sched = linear_schedule()
+    b, ab = sched.betas, sched.alpha_bars
+    var = {"beta_1": b[1], "beta_tilde_2": b[2] * (1 - ab[1]) / (1 - ab[2])}[decoder_variance]
+    g = gen(16)
+    x0 = 2 * torch.randint(0, 256, (8, 3, 4, 4), generator=g).to(F64) / 255 - 1
+    x0[0, 0, 0] = torch.tensor([-1.0, 1.0, -1.0, 1.0], dtype=F64)          # edge values for sure
+    eps = torch.randn(x0.shape, generator=g, dtype=F64)
+    x1 = q_sample(x0, 1, sched, eps)
+    z = (1 / 255) / math.sqrt(float(var))
+    edge = x0.abs() == 1
+    per_pixel = torch.where(edge, torch.tensor(-stats.norm.logcdf(z), dtype=F64),
+                            torch.tensor(-math.log1p(-2 * stats.norm.sf(z)), dtype=F64))
+    got = decoder_nll(x0, x1, eps, sched, 256, decoder_variance=decoder_variance)
+    assert ((got - per_pixel.sum((1, 2, 3))).abs() / got).max() <= 1e-10
+
+
+def test_decoder_variance_default_is_beta_1_and_beta_tilde_2_is_sharper():
+    sched = linear_schedule()
+    g = gen(17)
+    x0 = 2 * torch.randint(0, 17, (6, 1, 8, 8), generator=g).to(F64) / 16 - 1
+    x1 = q_sample(x0, 1, sched, torch.randn(x0.shape, generator=g, dtype=F64))
+    eps_hat = torch.randn(x0.shape, generator=g, dtype=F64)
+    for levels in (17, None):
+        assert torch.equal(decoder_nll(x0, x1, eps_hat, sched, levels),
+                           decoder_nll(x0, x1, eps_hat, sched, levels, decoder_variance="beta_1"))
+    mean = mean_from_eps(x1, 1, eps_hat, sched)
+    sd = math.sqrt(float(sched.beta_tildes[2]))
+    expected = -torch.from_numpy(stats.norm.logpdf(x0.numpy(), mean.numpy(), sd)).sum((1, 2, 3))
+    got = decoder_nll(x0, x1, eps_hat, sched, None, decoder_variance="beta_tilde_2")
+    assert ((got - expected).abs() / expected.abs()).max() <= 1e-10
+    assert float(sched.beta_tildes[2]) < float(sched.betas[1])             # always, for beta_2 < 1
+
+
+def test_elbo_terms_passes_the_decoder_variance_to_column_0_only():
+    sched = scaled_linear_schedule(12)
+    data = gaussian([0.1, -0.2], [0.5, 0.4])
+    x0 = data.sample(5, gen(18))
+    default = elbo_terms(data.eps_model(sched), x0, sched, generator=gen(19), levels=None)
+    reference = elbo_terms(data.eps_model(sched), x0, sched, generator=gen(19), levels=None,
+                           decoder_variance="beta_tilde_2")
+    assert torch.equal(default[:, 1:], reference[:, 1:])
+    x1 = q_sample(x0, 1, sched, torch.randn(x0.shape, generator=gen(19), dtype=F64))
+    eps_hat = data.eps_model(sched)(x1, torch.ones(5, dtype=torch.long))
+    assert torch.allclose(reference[:, 0], decoder_nll(x0, x1, eps_hat, sched, None, "beta_tilde_2"), rtol=1e-12)
+    assert not torch.allclose(reference[:, 0], default[:, 0])
 
 
 def test_bits_per_dim():
@@ -356,6 +409,16 @@ def test_discretized_rejects_one_level():
 ], ids=["simple_loss_weights", "reverse_variance", "elbo_terms"])
 def test_unknown_variance_is_rejected(call):
     with pytest.raises(ValueError, match="variance must be one of"):
+        call(scaled_linear_schedule(5))
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: decoder_nll(torch.zeros(2, 1, dtype=F64), torch.zeros(2, 1, dtype=F64), torch.zeros(2, 1, dtype=F64),
+                          s, None, decoder_variance="beta_tilde_1"),
+    lambda s: elbo_terms(lambda x, t: x, torch.zeros(2, 1, dtype=F64), s, decoder_variance="beta"),
+], ids=["decoder_nll", "elbo_terms"])
+def test_unknown_decoder_variance_is_rejected(call):
+    with pytest.raises(ValueError, match="decoder_variance must be one of"):
         call(scaled_linear_schedule(5))
 
 

@@ -9,7 +9,7 @@
    v_t = beta_t at s = 1 (DDPM sec. 3.2).
 
 Both are exact (float64, the toy Gaussian oracle as the model): no randomness in the verdict, a
-false-failure rate of 0 per test and for the module. Runtime: about a second.
+false-failure rate of 0 per test and for the module.
 """
 import pytest
 import torch

@@ -92,20 +92,43 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     return _log_normal_cdf_interval(lo, hi)
 
 
+DECODER_VARIANCES = ("beta_1", "beta_tilde_2")
+
+
+def _decoder_log_scale(schedule: Schedule, decoder_variance: str) -> float:
+    """log sigma_1 for the decoder: 1/2 log beta_1 or 1/2 log beta_tilde_2 (see decoder_nll)."""
+    if decoder_variance not in DECODER_VARIANCES:
+        raise ValueError(f"decoder_variance must be one of {DECODER_VARIANCES}, got {decoder_variance!r}")
+    if decoder_variance == "beta_1":
+        return 0.5 * math.log(float(schedule.betas[1]))          # sigma_1^2 = beta_1
+    if schedule.T < 2:
+        raise ValueError(f"decoder_variance='beta_tilde_2' needs T >= 2, got a schedule with T = {schedule.T}")
+    return 0.5 * math.log(float(schedule.beta_tildes[2]))        # sigma_1^2 = beta_tilde_2 (reference code)
+
+
 def decoder_nll(x0: torch.Tensor, x1: torch.Tensor, eps_hat: torch.Tensor, schedule: Schedule,
-                levels: int | None = 256) -> torch.Tensor:
+                levels: int | None = 256, decoder_variance: str = "beta_1") -> torch.Tensor:
     """L_0 = -log p_theta(x_0 | x_1) per sample, in nats; shape (B,).
 
     p_theta(x_0 | x_1) = N(mu_theta(x_1, 1), sigma_1^2) integrated over the bin of x_0
     (DDPM eq. 13), or its density when levels is None (continuous toy data).
-    mu_theta from eps_hat by DDPM eq. (11). sigma_1^2 = beta_1: at t = 1 the posterior variance
-    beta_tilde_1 is 0, so both DDPM choices of sigma_t^2 meet here. notebooks/03, sec. 4.
+    mu_theta from eps_hat by DDPM eq. (11).
+
+    sigma_1^2 is a convention, not forced: the posterior variance beta_tilde_1 is 0 (q(x_0 | x_1, x_0)
+    is a point mass), so the choice sigma_t^2 = beta_tilde_t gives no decoder. decoder_variance picks:
+      "beta_1" (default): sigma_1^2 = beta_1, the value of the choice sigma_t^2 = beta_t at t = 1;
+      "beta_tilde_2": sigma_1^2 = beta_tilde_2, what the DDPM and improved-diffusion reference code
+          use at t = 1 for both fixed variances (posterior_log_variance_clipped: the posterior
+          log-variance with its t = 1 entry replaced by the t = 2 one; diffusion_tf/diffusion_utils_2.py,
+          improved_diffusion/gaussian_diffusion.py). Smaller than beta_1, so a sharper decoder:
+          use it to compare bits/dim with published figures.
+    notebooks/03, sec. 4 computes the L_0 of a perfect denoiser under both.
     x0, x1, eps_hat: (B, ...) of one shape; x0 on the grid of `levels` values in [-1, 1].
     """
     check_tensor(x0, "x0")
     check_same_shape(x0, x1, "x0", "x1")
+    log_scale = _decoder_log_scale(schedule, decoder_variance)  # log sigma_1
     mean = mean_from_eps(x1, 1, eps_hat, schedule)             # DDPM eq. (11) at t = 1
-    log_scale = 0.5 * math.log(float(schedule.betas[1]))       # sigma_1 = sqrt(beta_1)
     if levels is None:
         log_p = -0.5 * math.log(2 * math.pi) - log_scale - 0.5 * ((x0 - mean) / math.exp(log_scale)) ** 2
     else:
@@ -129,32 +152,36 @@ def simple_loss(eps: torch.Tensor, eps_hat: torch.Tensor) -> torch.Tensor:
 
 
 def simple_loss_weights(schedule: Schedule, variance: str = "beta_tilde") -> torch.Tensor:
-    """lambda_t with L_{t-1} = lambda_t E || eps - eps_hat ||^2 (sum over dims); float64 (T+1,).
+    """gamma_t with L_{t-1} = C_t + gamma_t E || eps - eps_hat ||^2 (sum over dims); float64 (T+1,).
 
-    lambda_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)),   t = 2..T
-    DDPM (Ho et al. 2020) eq. (12); L_simple sets lambda_t = 1 (eq. 14); notebooks/03, sec. 5.
+    gamma_t = beta_t^2 / (2 sigma_t^2 alpha_t (1 - alpha_bar_t)),   t = 2..T
+    DDPM (Ho et al. 2020) eq. (12); L_simple sets gamma_t = 1 (eq. 14); notebooks/03, sec. 5.
+    (Called gamma_t, not lambda_t: lambda_t is the half log-SNR, Schedule.lambdas.)
     Entries 0 and 1 are 0: L_0 is the decoder term, not a KL.
     """
     sigma2 = reverse_variance(schedule, variance)
-    lam = torch.zeros_like(schedule.betas)
+    gamma = torch.zeros_like(schedule.betas)
     b, a, ab = schedule.betas[2:], schedule.alphas[2:], schedule.alpha_bars[2:]
-    lam[2:] = b ** 2 / (2 * sigma2[2:] * a * (1 - ab))          # DDPM eq. (12); notebooks/03, sec. 5
-    return lam
+    gamma[2:] = b ** 2 / (2 * sigma2[2:] * a * (1 - ab))          # DDPM eq. (12); notebooks/03, sec. 5
+    return gamma
 
 
 @torch.no_grad()
 def elbo_terms(eps_model, x0: torch.Tensor, schedule: Schedule, generator: torch.Generator | None = None,
-               variance: str = "beta_tilde", levels: int | None = 256) -> torch.Tensor:
+               variance: str = "beta_tilde", levels: int | None = 256,
+               decoder_variance: str = "beta_1") -> torch.Tensor:
     """All terms of the bound for each sample, in nats: a tensor L of shape (B, T+1).
 
     L[:, 0] = L_0 (decoder, DDPM eq. 13);  L[:, k] = L_k = KL(q(x_k|x_{k+1},x_0) || p(x_k|x_{k+1}))
     for k = 1..T-1, with x_{k+1} ~ q(x_{k+1} | x_0);  L[:, T] = L_T (prior).  The row sum is an
     unbiased estimate of the negative ELBO, an upper bound on -log p(x_0) (DDPM eq. 5).
     eps_model(x_t, t) -> eps_hat with t a LongTensor (B,); x0: (B, ...) in [-1, 1].
+    variance: sigma_t^2 for t >= 2; decoder_variance: sigma_1^2 of the decoder (see decoder_nll).
     Costs T model calls per batch. notebooks/03, sec. 2; notebooks/05, sec. 6 (bits/dim).
     """
     check_tensor(x0, "x0")
     sigma2 = reverse_variance(schedule, variance)
+    _decoder_log_scale(schedule, decoder_variance)                  # refuse a bad choice before T model calls
     B, T = x0.shape[0], schedule.T
     terms = torch.zeros(B, T + 1, dtype=x0.dtype, device=x0.device)
     for t in range(1, T + 1):
@@ -163,7 +190,7 @@ def elbo_terms(eps_model, x0: torch.Tensor, schedule: Schedule, generator: torch
         t_batch = torch.full((B,), t, dtype=torch.long, device=x0.device)
         eps_hat = eps_model(xt, t_batch)
         if t == 1:
-            terms[:, 0] = decoder_nll(x0, xt, eps_hat, schedule, levels)
+            terms[:, 0] = decoder_nll(x0, xt, eps_hat, schedule, levels, decoder_variance)
         else:
             model_mean = mean_from_eps(xt, t, eps_hat, schedule)   # DDPM eq. (11)
             terms[:, t - 1] = step_kl(x0, xt, t, model_mean, gather(sigma2, t, x0), schedule)

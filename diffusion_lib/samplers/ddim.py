@@ -32,13 +32,19 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     return [int(T) * k // int(steps) for k in range(int(steps), 0, -1)]
 
 
-def ddim_sigma(schedule: Schedule, t, t_prev, eta: float, like: torch.Tensor) -> torch.Tensor:
-    """sigma_t(eta) for the step t -> t_prev, shape (B, 1, ..., 1), like's dtype.
+def ddim_sigma(schedule: Schedule, t, t_prev, eta: float, like: torch.Tensor | None = None) -> torch.Tensor:
+    """sigma_t(eta) for the step t -> t_prev, shape (B, 1, ..., 1), like's dtype and device.
 
     sigma = eta sqrt((1 - alpha_bar_{t_prev}) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t / alpha_bar_{t_prev})
-    DDIM (Song et al. 2020) eq. (16), in DDPM's notation; notebooks/06, sec. 2.
+    DDIM (Song et al. 2020) eq. (16), in DDPM's notation; notebooks/06, eq. (2.3).
     eta = 0 is DDIM (deterministic); eta = 1 over all T steps is DDPM with sigma^2 = beta_tilde.
+    Without `like`: float64 on the CPU, shape () for int t and t_prev, (B,) for LongTensors (B,)
+    (the form of exercise 06.1).
     """
+    if like is None:
+        sizes = [torch.as_tensor(v).numel() for v in (t, t_prev) if not isinstance(v, numbers.Integral)]
+        sigma = ddim_sigma(schedule, t, t_prev, eta, torch.zeros(max(sizes, default=1), dtype=torch.float64))
+        return sigma.reshape(-1) if sizes else sigma.reshape(())
     f64 = torch.float32 if like.device.type == "mps" else torch.float64   # MPS has no float64
     ab_t = gather(schedule.alpha_bars, t, like, lo=1, dtype=f64)
     ab_prev = gather(schedule.alpha_bars, t_prev, like, lo=0, name="t_prev", dtype=f64)
@@ -57,8 +63,12 @@ def ddim_step(xt: torch.Tensor, t, t_prev, eps: torch.Tensor, schedule: Schedule
     DDIM (Song et al. 2020) eq. (12), sigma_t(eta) from eq. (16); notebooks/06, sec. 2.
 
     xt, eps: (B, ...);  t: int or LongTensor (B,) in 1..T;  t_prev: in 0..T-1, below t.
-    eta >= 0 (needs `noise` of xt's shape when eta > 0).  clip_x0 clamps x0_hat to [-1, 1]
-    before it is used, as some libraries do by default (notebooks/06, sec. 6 shows the cost).
+    eta >= 0 (needs `noise` of xt's shape when eta > 0).
+    clip_x0: clamp x0_hat to [-1, 1] and keep the network's eps in the direction term
+    (notebooks/06, eq. 6.1): the variant of diffusers' DDIMScheduler with clip_sample=True (its
+    default) and use_clipped_model_output=False. It is not DDPM's: DDPM's reference code clips
+    x0_hat and takes mu_tilde(x_t, clip(x0_hat)), i.e. re-derives eps from the clipped x0_hat
+    (improved-diffusion's ddim_sample does the same); notebooks/06, sec. 6 measures both.
     """
     check_tensor(xt, "xt")
     check_same_shape(xt, eps, "xt", "eps")
