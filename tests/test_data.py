@@ -9,6 +9,7 @@ serving small IDX files the tests write. The real MNIST test set is read from
 import gzip
 import hashlib
 import http.server
+import re
 import socket
 import threading
 from functools import partial
@@ -142,6 +143,24 @@ def test_missing_train_files_explain_how_to_get_them(tmp_path):
         assert needed in message, needed
 
 
+def test_a_cache_with_only_the_test_split_explains_the_missing_train_split(tmp_path, monkeypatch):
+    # Offline with only the t10k files (as in ../shared/data/mnist), in the default cache folder:
+    # split="test" loads from there without root=, split="train" names the missing files, the
+    # folder it looked in and how to get them.
+    monkeypatch.setenv("DIFFUSION_LIB_DATA", str(tmp_path))
+    (tmp_path / "mnist").mkdir()
+    images, _ = write_split(tmp_path / "mnist", "test")
+    test = load_dataset("mnist", split="test")
+    assert torch.equal(test.images[:, 0], torch.from_numpy(images.astype(np.float32)) * (2 / 255) - 1)
+    with pytest.raises(FileNotFoundError) as err:
+        load_dataset("mnist", split="train")
+    message = str(err.value)
+    missing = message.split(" needs ")[1].split(" (raw or .gz)")[0]
+    assert missing == "train-images-idx3-ubyte, train-labels-idx1-ubyte", message
+    for needed in (str(tmp_path / "mnist"), "download=True", "split='test'"):
+        assert needed in message, needed
+
+
 def test_load_dataset_dispatch_and_unknown_names():
     assert load_dataset("digits", "test").images.shape == (299, 1, 8, 8)
     assert load_dataset("digits", "all", pad_to=12).images.shape == (1797, 1, 12, 12)
@@ -260,11 +279,38 @@ def test_unreachable_server_gives_a_clear_error(tmp_path):
                    base_url=f"http://127.0.0.1:{port}/", progress=False)
 
 
-def test_published_checksums_are_sha256_hex():
-    for source in mnist.SOURCES.values():
+def test_published_checksums_are_sha256_hex_digests_one_per_archive():
+    # The download compares hashlib's hexdigest() with the table as strings: an entry that is not 64
+    # lower-case hex digits (upper case, a truncated paste, an MD5) would refuse every genuine file.
+    every = []
+    for name, source in mnist.SOURCES.items():
         assert sorted(source["sha256"]) == sorted(n + ".gz" for part in ("train", "test")
-                                                  for n in mnist.IDX_FILES[part])
-        assert all(len(h) == 64 and int(h, 16) >= 0 for h in source["sha256"].values())
+                                                  for n in mnist.IDX_FILES[part]), name
+        for archive, h in source["sha256"].items():
+            assert re.fullmatch(r"[0-9a-f]{64}", h), (name, archive, h)
+        every += source["sha256"].values()
+    assert len(set(every)) == len(every), "two archives share a checksum: a copy-paste slip"
+
+
+@pytest.mark.parametrize("name", sorted(mnist.SOURCES))
+@pytest.mark.parametrize("part", ["train", "test"])
+def test_each_download_is_checked_against_its_published_checksum(tmp_path, name, part):
+    # Served: our small IDX archives, whose SHA-256 we compute here. They are not the published
+    # files, so the download of each must be refused, with the error naming the digest it computed
+    # and the published one it compared it with; nothing may be kept. Given our digest instead of the
+    # published one, the same download must succeed (the check compares the right two things).
+    served = tmp_path / "served"
+    served.mkdir()
+    write_split(served, part)
+    first = mnist.IDX_FILES[part][0] + ".gz"
+    ours = hashlib.sha256((served / first).read_bytes()).hexdigest()
+    published = mnist.SOURCES[name]["sha256"][first]
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match=f"checksum mismatch.*{first}: SHA-256 {ours}, expected {published}"):
+        load_mnist(name, part, root=cache, download=True, base_url=served.as_uri(), progress=False)
+    assert not cache.exists() or list(cache.iterdir()) == []
+    mnist.download_file((served / first).as_uri(), cache / first, ours, progress=False)
+    assert hashlib.sha256((cache / first).read_bytes()).hexdigest() == ours
 
 
 # --- the real MNIST test set ---------------------------------------------------------------------
@@ -280,11 +326,3 @@ def test_real_mnist_test_set_matches_its_readme():
     assert abs(float(unit.mean()) - 0.1325) <= 5e-5           # README: 4 decimals
     assert abs(float(unit.std()) - 0.3105) <= 5e-5
     assert torch.bincount(ds.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-
-
-@needs_mnist
-def test_real_mnist_train_split_is_missing_here_with_advice():
-    if (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip("this machine has the MNIST train files")
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*download=True"):
-        load_dataset("mnist", split="train", root=MNIST_DIR)

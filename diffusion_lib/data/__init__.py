@@ -6,7 +6,7 @@ Within the package: images.py (the ImageSet container) <- digits.py, mnist.py <-
 from __future__ import annotations
 
 from .digits import PHOTOS, load_digits, load_photo
-from .images import SPLITS, ImageSet, pad_images, to_unit_range
+from .images import SPLITS, ImageSet, of_class, pad_images, to_unit_range
 from .mnist import load_mnist
 
 DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -17,8 +17,8 @@ def load_dataset(name: str, split: str = "train", root=None, download: bool = Fa
     """Load a data set of the course by name: "digits" (offline default), "mnist", "fashion-mnist".
 
     root: folder of the IDX files for MNIST-style sets (default: the cache, see mnist.load_mnist);
-    download: fetch them once when missing, SHA-256 checked.  Only the MNIST test set at hand
-    (no network)?  load_dataset("mnist", split="test", root="../shared/data/mnist") trains a demo.
+    download: fetch them once when missing, SHA-256 checked.  Only the MNIST test files at hand
+    (no network)?  load_dataset("mnist", split="test", root=FOLDER) trains a demo on them.
     pad_to: pad with -1 to pad_to x pad_to (28x28 MNIST to 32x32).
     """
     if name == "digits":

@@ -147,9 +147,9 @@ def load_mnist(name: str = "mnist", split: str = "train", root=None, download: b
     from the cache folder data_home(name) (~/.cache/diffusion_lib/<name>, or $DIFFUSION_LIB_DATA/
     <name>) when root is None; each may be raw or gzip-compressed.  download=True fetches the
     missing archives once into that folder (from `base_url` when given, else the mirrors) and
-    checks their SHA-256. Files already there are only IDX-checked: re-compressed copies (such
-    as ../shared/data/mnist) hold the same images but differ from the published archives.
-    Offline with only the test files (as in ../shared/data/mnist), train demos on split="test".
+    checks their SHA-256. Files already there are only IDX-checked: re-compressed copies hold
+    the same images but differ from the published archives.
+    Offline with only the test files, train demos on split="test".
     pad_to=32 pads with -1 to 32x32.  Images (N, 1, H, W) float32 in [-1, 1], labels int64.
     """
     if name not in SOURCES:
