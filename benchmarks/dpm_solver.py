@@ -1,6 +1,6 @@
 """Sample quality against network calls: DDIM and DPM-Solver++(2M) on the shipped digits model (notebook 08).
 
-    python benchmarks/dpm_solver.py                       # 5 seeds, n = 1,000, DDPM-1000 too: ~10 min, 1 thread
+    python benchmarks/dpm_solver.py                       # 5 seeds, n = 1,000, DDPM-1000 too (run time: benchmarks/README.md)
     python benchmarks/dpm_solver.py --seeds 2 --no-ddpm   # shorter
     python benchmarks/dpm_solver.py --fast                # a smoke run (n = 200, one seed; not a measurement)
     python benchmarks/dpm_solver.py --device cuda --no-assets --out-dir runs/bench-gpu    # benchmarks/gpu.sh

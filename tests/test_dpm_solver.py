@@ -11,7 +11,7 @@ What they check, each against a true value:
 - the convergence order on Gaussian data with the exact eps*: the probability-flow ODE then keeps
   the standardised value (x_t - sqrt(alpha_bar_t) mu) / sqrt(alpha_bar_t s^2 + 1 - alpha_bar_t)
   fixed, so the error at t = 100 is known exactly; its log-log slope against the step count is -1
-  for DDIM and -2 for 2M, and a 2M step with a wrong coefficient (1/r for 1/(2r)) loses the order;
+  for DDIM and -2 for 2M, and a 2M step with a wrong coefficient (1/rho for 1/(2 rho)) loses the order;
 - determinism, callback semantics (as in ddim_sample), the log-SNR grid, bad inputs with clear
   errors, and `python -m diffusion_lib sample/evaluate --sampler dpm` end to end on the shipped model.
 
@@ -189,7 +189,7 @@ def slope(sampler, x_T):
 
 
 def wrong_2m(model, x_T, steps, callback):
-    """2M with 1/r in place of 1/(2r) in D (a coefficient off by 2): the notebook's deliberately wrong version."""
+    """2M with 1/rho in place of 1/(2 rho) in D (a coefficient off by 2): the notebook's deliberately wrong version."""
     taus, x, last = dl.ddim_timesteps(SCHEDULE.T, steps), x_T.clone(), None
     for i, t in enumerate(taus):
         t_prev = taus[i + 1] if i + 1 < len(taus) else 0

@@ -287,8 +287,8 @@ def test_checks_of_04_to_07_name_every_typical_mistake(name, mistake, capsys):
     assert "Your answer matches" in out and HINTS[name][mistake] in out
 
 
-def test_the_fallback_of_04_1_passes_its_check():
-    """Notebook 04 runs on exercises.nb04.loss_given_t_and_noise until the student's 04.1 is correct
+def test_the_fallback_of_04_2_passes_its_check():
+    """Notebook 04 runs on exercises.nb04.loss_given_t_and_noise until the student's 04.2 is correct
     (result.use): it has to be right, in float64 and in float32."""
     fallback = exercises.nb04.loss_given_t_and_noise
     assert exercises.check_loss_on_batch(fallback)
@@ -303,7 +303,7 @@ def test_the_fallbacks_of_06_1_and_06_2_pass_their_checks():
 
 
 def test_a_network_called_at_t_0_is_reported_with_the_reason(capsys):
-    """04.1 and 07.3: a network called at t = 0 (the 0-based t; eps taken at the current time s = 0 of an
+    """04.2 and 07.3: a network called at t = 0 (the 0-based t; eps taken at the current time s = 0 of an
     inversion step) raises in the check's model; the check reports that, without raising."""
     def zero_based(m, x0, t, n, s):
         ab = per_image(s.alpha_bars[t], x0)

@@ -2,12 +2,14 @@
 
 Lu, Zhou, Bao, Chen, Li & Zhu 2022b, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion
 Probabilistic Models" (arXiv 2211.01095), multistep and in the data-prediction form: the ODE is
-solved for x_t / sigma_t in the half log-SNR lambda_t (Schedule.lambdas), where its linear part is
+solved for x_t / b_t in the half log-SNR lambda_t (Schedule.lambdas), where its linear part is
 exact and only x0_hat must be approximated. Derived in notebooks/08_score_and_ode.ipynb, sec. 4.
 
-Notation. DPM-Solver's alpha_t is sqrt(alpha_bar_t) and its sigma_t is sqrt(1 - alpha_bar_t)
-(not DDIM's sigma of eta); lambda_t = log(alpha_t / sigma_t); h = lambda_{t_prev} - lambda_t > 0
-for a step from t down to t_prev.
+Notation (notebook 00, sec. 4; notebook 08, sec. 4.2). a_t = sqrt(alpha_bar_t) and
+b_t = sqrt(1 - alpha_bar_t), the scales of signal and noise in x_t (DPM-Solver writes them alpha_t
+and sigma_t; the course keeps alpha_t = 1 - beta_t and sigma_t for the reverse step's noise);
+lambda_t = log(a_t / b_t); h = lambda_{t_prev} - lambda_t > 0 for a step from t down to t_prev;
+rho = h_last / h, the ratio of the last step to this one (DPM-Solver++'s r_i = h_{i-1} / h_i).
 """
 from __future__ import annotations
 
@@ -26,12 +28,12 @@ ORDERS = (1, 2)
 
 
 def _coefficients(schedule: Schedule, t: int, t_prev: int):
-    """(sigma_{t_prev} / sigma_t, alpha_{t_prev} (1 - e^{-h}), h) in float64 for ints t > t_prev >= 0: the
+    """(b_{t_prev} / b_t, a_{t_prev} (1 - e^{-h}), h) in float64 for ints t > t_prev >= 0: the
     coefficients of the first-order step, DPM-Solver++ (Lu et al. 2022b) sec. 4.1; notebooks/08, eqs. (4.3), (4.6)."""
     ab = schedule.alpha_bars
-    sigma_ratio = math.sqrt((1 - float(ab[t_prev])) / (1 - float(ab[t])))  # eq. (4.6); 0 at t_prev = 0
+    sigma_ratio = math.sqrt((1 - float(ab[t_prev])) / (1 - float(ab[t])))  # eq. (4.6): b_{t_prev} / b_t; 0 at 0
     h = float(schedule.lambdas[t_prev] - schedule.lambdas[t])             # eq. (4.3); inf at t_prev = 0
-    x0_coef = math.sqrt(float(ab[t_prev])) * -math.expm1(-h)              # eq. (4.6): alpha_{t_prev} (1 - e^{-h})
+    x0_coef = math.sqrt(float(ab[t_prev])) * -math.expm1(-h)              # eq. (4.6): a_{t_prev} (1 - e^{-h})
     return sigma_ratio, x0_coef, h
 
 
@@ -40,10 +42,11 @@ def dpm_solver_step(xt: torch.Tensor, t: int, t_prev: int, x0_hat: torch.Tensor,
     """One DPM-Solver++ step from x_t down to x_{t_prev}: first order, or 2M with the last step's x0_hat.
 
     First order (DPM-Solver++1, the same step as deterministic DDIM):
-        x_{t_prev} = (sigma_{t_prev} / sigma_t) x_t + alpha_{t_prev} (1 - e^{-h}) x0_hat
+        x_{t_prev} = (b_{t_prev} / b_t) x_t + a_{t_prev} (1 - e^{-h}) x0_hat
+    with a_t = sqrt(alpha_bar_t) and b_t = sqrt(1 - alpha_bar_t) (see the module docstring's notation).
     2M (x0_hat_last = x0_hat at the grid time t_last > t, the step before):
-        r = h_last / h,  h_last = lambda_t - lambda_{t_last}
-        D = (1 + 1 / (2r)) x0_hat - 1 / (2r) x0_hat_last,  then D in place of x0_hat above
+        rho = h_last / h,  h_last = lambda_t - lambda_{t_last}
+        D = (1 + 1 / (2 rho)) x0_hat - 1 / (2 rho) x0_hat_last,  then D in place of x0_hat above
     DPM-Solver++ (Lu et al. 2022b) sec. 4.1 and Algorithm 2; notebooks/08, eqs. (4.6) and (4.8).
 
     xt, x0_hat, x0_hat_last: (B, ...) of one shape;  t, t_prev, t_last: ints with t_last > t > t_prev >= 0.
@@ -67,7 +70,7 @@ def dpm_solver_step(xt: torch.Tensor, t: int, t_prev: int, x0_hat: torch.Tensor,
         if t_prev == 0:
             raise ValueError("the step to t = 0 must be first order (lambda_0 = inf: the linear extrapolation of "
                              "x0_hat would be infinite); pass x0_hat_last=None")
-        r = float(schedule.lambdas[t] - schedule.lambdas[t_last]) / h    # DPM-Solver++ Algorithm 2: r_i = h_{i-1} / h_i
+        r = float(schedule.lambdas[t] - schedule.lambdas[t_last]) / h    # rho = h_last / h, Algorithm 2's r_i
         D = (1 + 1 / (2 * r)) * x0_hat - 1 / (2 * r) * x0_hat_last      # Algorithm 2: D_i; notebooks/08, eq. (4.8)
     return sigma_ratio * xt + x0_coef * D           # DPM-Solver++ sec. 4.1, first order in D; notebooks/08, eq. (4.6)
 

@@ -106,7 +106,7 @@ def guided(model, y, w: float, interval=None) -> Guided:
     eps_tilde = (1 + w) eps(x_t, t, y) - w eps(x_t, t, null)       Ho & Salimans 2022, eq. (6)
     notebooks/09, eq. (1.6). w = 0 is plain conditional sampling (one network call); w > 0 evaluates
     both terms in ONE network call on a doubled batch [x_t, x_t] with labels [y, null].
-    Other papers and libraries write the same thing with a scale s = 1 + w: eps_u + s (eps_c - eps_u)
+    Other papers and libraries write the same thing with the guidance scale 1 + w: eps_u + (1 + w)(eps_c - eps_u)
     (diffusers' guidance_scale, Stable Diffusion's cfg scale 7.5 is w = 6.5).
 
     model: class-conditional, (x_t, t, y) -> eps, with model.config.num_classes = C (a UNet, or a

@@ -1,8 +1,8 @@
-"""Checks for the exercises of notebook 04 (training): 04.1 in sec. 3.1, 04.2 in sec. 2.5, 04.3 in sec. 3.2.
+"""Checks for the exercises of notebook 04 (training): 04.1 in sec. 2.5, 04.2 in sec. 3.1, 04.3 in sec. 3.2.
 
 `exercises.check_loss_on_batch(my_loss_on_batch)` and its siblings print "correct", "not yet: ..." (how
 far off, where, and the typical mistake the answer matches) or "not attempted yet", and return a Result
-(grading.py; docs/design.md, sec. 5). `loss_given_t_and_noise` is what 04.1's check compares with; the
+(grading.py; docs/design.md, sec. 5). `loss_given_t_and_noise` is what 04.2's check compares with; the
 notebook runs on it until the student's answer is correct (`result.use(my_loss_on_batch, fallback=...)`).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ def loss_given_t_and_noise(model, x0: torch.Tensor, t: torch.Tensor, noise: torc
 
 
 def check_loss_on_batch(my_loss_on_batch) -> Result:
-    """Exercise 04.1: my_loss_on_batch(model, x0, t, noise, schedule) -> L_simple of the batch, a scalar.
+    """Exercise 04.2: my_loss_on_batch(model, x0, t, noise, schedule) -> L_simple of the batch, a scalar.
 
     notebooks/04, eq. (3.1) with the given t (LongTensor (B,) in 1..T) and noise: the loss of DDPM
     Algorithm 1, line 5. Compared with loss_given_t_and_noise (simple_loss(noise, model(q_sample(x0, t, schedule,
@@ -77,11 +77,11 @@ def check_loss_on_batch(my_loss_on_batch) -> Result:
                 "the loss against x_0: the network predicts the noise eps": loss(xt, t, target=x0),
                 f"each image's squared error summed over its D = {D} pixels, then averaged over the batch: "
                 f"D times (3.1), DDPM eq. (14) without the course's 1/D": D * loss(xt, t)})
-    return _run("Exercise 04.1 L_simple on a batch", my_loss_on_batch, lambda: _compare(list(cases())))
+    return _run("Exercise 04.2 L_simple on a batch", my_loss_on_batch, lambda: _compare(list(cases())))
 
 
 def check_conv_params(my_conv_params) -> Result:
-    """Exercise 04.2: my_conv_params(c_in, c_out, k) -> the number of parameters of a k x k convolution
+    """Exercise 04.1: my_conv_params(c_in, c_out, k) -> the number of parameters of a k x k convolution
     from c_in to c_out channels, with bias (notebooks/04, sec. 2.5, before eq. 2.6), against PyTorch's own count of
     torch.nn.Conv2d(c_in, c_out, k) (built on the meta device: no memory, no random numbers)."""
     def conv2d(c_in, c_out, k):
@@ -98,7 +98,7 @@ def check_conv_params(my_conv_params) -> Result:
                 "one bias per input channel, not per output channel": n - c_out + c_in,
                 "c_in + c_out in place of c_in c_out: every output channel sees every input channel":
                     torch.tensor(float(k * k * (c_in + c_out) + c_out), dtype=torch.float64)})
-    return _run("Exercise 04.2 parameters of a convolution", my_conv_params, lambda: _compare(list(cases())))
+    return _run("Exercise 04.1 parameters of a convolution", my_conv_params, lambda: _compare(list(cases())))
 
 
 def check_ema_share(prediction, decay: float = 0.999, last: int = 1000) -> Result:
