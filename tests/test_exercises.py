@@ -24,6 +24,7 @@ import torch
 
 from diffusion_lib import linear_schedule, q_sample, simple_loss_weights
 from diffusion_lib.course import exercises
+from exercise_checks import assert_accepts, assert_accepts_float32
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -212,19 +213,13 @@ FUNCTION_CHECKS = {
 @pytest.mark.parametrize("name", FUNCTION_CHECKS)
 def test_check_accepts_the_right_answer(name, capsys):
     check, right, _ = FUNCTION_CHECKS[name]
-    result = check(right)
-    assert result and result.status == "correct" and result.error <= exercises.TOL
-    assert "correct" in capsys.readouterr().out
+    assert_accepts(check, right, lambda: capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("name", FUNCTION_CHECKS)
 def test_check_accepts_float32_arithmetic(name):
     check, right, _ = FUNCTION_CHECKS[name]
-
-    def in_float32(*args):
-        out = right(*[a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args])
-        return torch.as_tensor(out).float()
-    assert check(in_float32)
+    assert_accepts_float32(check, right)
 
 
 @pytest.mark.parametrize("name,mistake", [(n, m) for n, (_, _, ms) in FUNCTION_CHECKS.items() for m in ms])
