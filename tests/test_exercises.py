@@ -25,6 +25,7 @@ import torch
 from diffusion_lib import linear_schedule, q_sample, simple_loss_weights
 from diffusion_lib.course import exercises
 from exercise_checks import assert_accepts, assert_accepts_float32
+from test_exercises_08 import FUNCTION_CHECKS as FUNCTION_CHECKS_08
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -210,15 +211,19 @@ FUNCTION_CHECKS = {
 }
 
 
-@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+# Every function check of the course, notebook 08's included (its table: tests/test_exercises_08.py).
+ALL_FUNCTION_CHECKS = {**FUNCTION_CHECKS, **{f"08 {k}": v for k, v in FUNCTION_CHECKS_08.items()}}
+
+
+@pytest.mark.parametrize("name", ALL_FUNCTION_CHECKS)
 def test_check_accepts_the_right_answer(name, capsys):
-    check, right, _ = FUNCTION_CHECKS[name]
+    check, right, _ = ALL_FUNCTION_CHECKS[name]
     assert_accepts(check, right, lambda: capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("name", FUNCTION_CHECKS)
+@pytest.mark.parametrize("name", ALL_FUNCTION_CHECKS)
 def test_check_accepts_float32_arithmetic(name):
-    check, right, _ = FUNCTION_CHECKS[name]
+    check, right, _ = ALL_FUNCTION_CHECKS[name]
     assert_accepts_float32(check, right)
 
 

@@ -31,9 +31,9 @@ def _coefficients(schedule: Schedule, t: int, t_prev: int):
     """(b_{t_prev} / b_t, a_{t_prev} (1 - e^{-h}), h) in float64 for ints t > t_prev >= 0: the
     coefficients of the first-order step, DPM-Solver++ (Lu et al. 2022b) sec. 4.1; notebooks/08, eqs. (4.3), (4.6)."""
     ab = schedule.alpha_bars
-    sigma_ratio = math.sqrt((1 - float(ab[t_prev])) / (1 - float(ab[t])))  # eq. (4.6): b_{t_prev} / b_t; 0 at 0
-    h = float(schedule.lambdas[t_prev] - schedule.lambdas[t])             # eq. (4.3); inf at t_prev = 0
-    x0_coef = math.sqrt(float(ab[t_prev])) * -math.expm1(-h)              # eq. (4.6): a_{t_prev} (1 - e^{-h})
+    sigma_ratio = math.sqrt((1 - float(ab[t_prev])) / (1 - float(ab[t])))  # b_{t_prev}/b_t; notebooks/08, (4.6)
+    h = float(schedule.lambdas[t_prev] - schedule.lambdas[t])  # h (inf at t_prev = 0); notebooks/08, eq. (4.3)
+    x0_coef = math.sqrt(float(ab[t_prev])) * -math.expm1(-h)  # a_{t_prev} (1 - e^{-h}); notebooks/08, eq. (4.6)
     return sigma_ratio, x0_coef, h
 
 

@@ -76,9 +76,9 @@ class Guided(nn.Module):
         eps_c, eps_u = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null])).chunk(2)
         w = self.w
         if self.interval is not None:                                         # guidance in [t_lo, t_hi] only
-            inside = (t >= self.interval[0]) & (t <= self.interval[1])        # Kynkaanniemi et al. 2024
+            inside = (t >= self.interval[0]) & (t <= self.interval[1])  # Kynkaanniemi et al. 2024; notebooks/09, 5.2
             w = self.w * inside.to(eps_c.dtype).reshape(-1, *([1] * (x.ndim - 1)))
-        return (1 + w) * eps_c - w * eps_u                                    # Ho & Salimans eq. (6)
+        return (1 + w) * eps_c - w * eps_u                  # Ho & Salimans eq. (6); notebooks/09, eq. (1.6)
 
     def __repr__(self) -> str:
         y = int(self.y) if self.y.ndim == 0 else f"{self.y.shape[0]} labels"
