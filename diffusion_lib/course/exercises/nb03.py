@@ -105,5 +105,5 @@ def check_weight_minimum(prediction) -> Result:
         f"most where gamma_t is smallest, here {1 / float(gamma[t_min]):.0f} times (at t = 2 only "
         f"{1 / float(gamma[2]):.1f} times). By (5.5), gamma_t = (SNR(t-1)/SNR(t) - 1)/2 ~ -(1/2) d log SNR/dt, "
         f"smallest where log SNR falls slowest; for SNR(t) ~ cot^2(pi t / 2T) (notebook 01, eq. 3.7) that "
-        f"rate is (2 pi / T) / sin(pi t / T), slowest at t = T/2 (the offset c = 0.008 moves it a few steps). "
+        f"rate is (2 pi / T) / sin(pi t / T), slowest at t = T/2 (the offset delta = 0.008 moves it a few steps). "
         f"The linear schedule's minimum is at t = {t_lin} (sec. 5).")
