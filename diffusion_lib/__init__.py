@@ -27,6 +27,7 @@ from .samplers.ddpm import ddpm_sample, ddpm_step
 from .samplers.ddim import ddim_invert, ddim_sample, ddim_sigma, ddim_step, ddim_timesteps
 from .samplers.dpm_solver import dpm_solver_sample
 from .samplers.guidance import guided
+from .samplers.thresholding import thresholded
 from .samplers.interpolate import lerp, slerp
 from .training.config import PRESETS, TrainConfig
 from .training.loop import NonFiniteLossError, TrainResult, loss_on_batch, train
@@ -45,7 +46,7 @@ __all__ = [
     "ddpm_step", "ddpm_sample",
     "ddim_timesteps", "ddim_sigma", "ddim_step", "ddim_sample", "ddim_invert",
     "dpm_solver_sample",
-    "guided",
+    "guided", "thresholded",
     "slerp", "lerp",
     "TrainConfig", "PRESETS", "TrainResult", "NonFiniteLossError", "loss_on_batch", "train",
     "CheckpointError", "save_checkpoint", "load_checkpoint", "load_model", "export_ema",

@@ -61,6 +61,13 @@ def _number(minimum: float, strict: bool):
     return parse
 
 
+def _percentile(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentile in (0, 100], such as 99.5, got {text}")
+    return value
+
+
 def _label(text: str):
     if text == "all":
         return text
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="classifier-free guidance weight w >= 0 (default 0): (1 + w) eps(c) - w eps(null)")
     sampling.add_argument("--guidance-interval", type=_positive_int, nargs=2, default=None, metavar=("T_LO", "T_HI"),
                           help="guide only for T_LO <= t <= T_HI, conditional elsewhere (Kynkaanniemi et al. 2024)")
+    sampling.add_argument("--threshold", type=_percentile, default=None, metavar="P",
+                          help="dynamic thresholding of the predicted x0 at percentile P, e.g. 99.5 (Imagen, "
+                               "Saharia et al. 2022): keeps large guidance weights from saturating")
     sampling.add_argument("--no-fast", action="store_true",
                           help="call the plain model (float32, no CUDA graphs); see diffusion_lib/model/fast.py")
     data = _Parser(add_help=False)
@@ -199,11 +209,13 @@ def _load_and_sample(args):
     labels, w = _sample_labels(args, info), args.guidance or 0.0
     samples = sample_images(model, schedule, tuple(info["data"]["shape"]), args.n, args.sampler, steps, eta,
                             args.seed, args.batch_size, not args.no_progress, fast=not args.no_fast, order=order,
-                            labels=labels, guidance=w, guidance_interval=args.guidance_interval)
+                            labels=labels, guidance=w, guidance_interval=args.guidance_interval,
+                            threshold=args.threshold)
     label = {"ddim": f"DDIM-{steps} eta={eta:g}", "ddpm": f"DDPM-{schedule.T}",
              "dpm": f"DPM-Solver++({order}M)-{steps}" if order == 2 else f"DPM-Solver++1-{steps}"}[args.sampler]
     label += "" if labels is None else f", label {args.label}, guidance w = {w:g}"
     label += "" if args.guidance_interval is None else " for t in {}..{}".format(*args.guidance_interval)
+    label += "" if args.threshold is None else f", dynamic thresholding at p = {args.threshold:g}"
     return model, schedule, info, samples, label
 
 
@@ -266,7 +278,8 @@ def cmd_evaluate(args) -> None:
     if args.json:
         args.json.write_text(json.dumps({"sampler": label, "step": info["step"], **fd, "bpd": bpd, "bpd_se": se,
                                          "label": args.label, "guidance": args.guidance,
-                                         "guidance_interval": args.guidance_interval, "accuracy": accuracy},
+                                         "guidance_interval": args.guidance_interval, "threshold": args.threshold,
+                                         "accuracy": accuracy},
                                         indent=1))
 
 

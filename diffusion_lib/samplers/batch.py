@@ -10,12 +10,13 @@ from .ddim import ddim_sample
 from .ddpm import ddpm_sample
 from .dpm_solver import dpm_solver_sample
 from .guidance import guided, num_classes_of, unconditional
+from .thresholding import thresholded
 
 
 def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: int = 50, eta: float = 0.0,
                   seed: int = 0, batch_size: int = 500, progress: bool = True, fast: bool = True,
                   order: int = 2, labels: torch.Tensor | None = None, guidance: float = 0.0,
-                  guidance_interval=None) -> torch.Tensor:
+                  guidance_interval=None, threshold: float | None = None) -> torch.Tensor:
     """n samples (n, *shape) float32 on the CPU, clamped to [-1, 1], drawn in batches with the library's
     ddim_sample / ddpm_sample / dpm_solver_sample (sampler "dpm", `steps` calls, DPM-Solver++ of `order`)
     from one generator seeded with `seed` on the model's device.
@@ -24,7 +25,8 @@ def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: 
     labels: LongTensor (n,), the class of each sample, for a class-conditional model, sampled with
     guided(model, labels, guidance) (samplers/guidance.py); None: an unconditional model as it is, a
     conditional one with its null label (no class, no guidance). guidance_interval: (t_lo, t_hi), guide only
-    there (guided's interval)."""
+    there (guided's interval). threshold: a percentile p in (0, 100] for Imagen's dynamic thresholding of
+    x0_hat at every step (thresholded(eps_model, schedule, p); samplers/thresholding.py); None: none."""
     if isinstance(model, FastModel):               # already wrapped (keeps its CUDA graphs across calls)
         device = model.device
     else:
@@ -35,6 +37,8 @@ def sample_images(model, schedule, shape, n: int, sampler: str = "ddim", steps: 
     for b in tqdm(range(0, n, batch_size), desc=f"{sampler} batches", disable=not progress):
         size = (min(batch_size, n - b), *shape)
         eps_model = _with_labels(model, labels, guidance, n, b, size[0], guidance_interval)
+        if threshold is not None:
+            eps_model = thresholded(eps_model, schedule, threshold)
         if sampler == "ddim":
             x = ddim_sample(eps_model, size, schedule, steps=steps, eta=eta, generator=generator, progress=progress)
         elif sampler == "dpm":

@@ -19,6 +19,7 @@ from ...data import ImageSet, load_dataset, of_class
 from ...metrics import classify, fd_with_floor, feature_classifier
 from ...samplers.ddim import ddim_sample
 from ...samplers.guidance import guided
+from ...samplers.thresholding import thresholded
 
 from .registry import experiment
 
@@ -32,10 +33,13 @@ def class_balanced(per_class: int, num_classes: int = 10) -> torch.Tensor:
 
 @torch.no_grad()
 def guided_digits(model, schedule, labels: torch.Tensor, w: float, x_T: torch.Tensor, steps: int = 50,
-                  interval=None) -> torch.Tensor:
+                  interval=None, threshold: float | None = None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0, `steps` steps) from x_T with guided(model, labels, w, interval); clamped
-    to [-1, 1], on the CPU. The same x_T for every w makes the weights comparable code by code."""
+    to [-1, 1], on the CPU. The same x_T for every w makes the weights comparable code by code.
+    threshold: a percentile p: thresholded(guided(...), schedule, p), Imagen's dynamic thresholding."""
     eps_model = guided(model, labels, w, interval)
+    if threshold is not None:
+        eps_model = thresholded(eps_model, schedule, threshold)
     return ddim_sample(eps_model, None, schedule, steps=steps, x_T=x_T).clamp(-1, 1).cpu()
 
 
@@ -58,24 +62,28 @@ def score(samples: torch.Tensor, labels: torch.Tensor, real: ImageSet, net, seed
 
 
 def tradeoff(model, schedule, weights=WEIGHTS, per_class: int = 100, steps: int = 50, seed: int = 0,
-             real: ImageSet | None = None, keep_samples: bool = False, interval=None) -> dict:
+             real: ImageSet | None = None, keep_samples: bool = False, interval=None,
+             threshold: float | None = None) -> dict:
     """score() of guided samples for every w in `weights`, from one set of class-balanced codes.
 
     Returns {"weights", "per_class", "steps", "rows": [score() per w], "real_pixel_var_by_class"}, and with
     keep_samples also "labels" (N,) and "samples" {w: (N, 1, H, W)} (tensors, not JSON).
     real: the digits to compare with (default: all 1,797 digits).  interval: guide only for t in
-    (t_lo, t_hi), conditional elsewhere (guided's interval; Kynkaanniemi et al. 2024).
+    (t_lo, t_hi), conditional elsewhere (guided's interval; Kynkaanniemi et al. 2024).  threshold: a
+    percentile p for dynamic thresholding at every step (thresholded; Saharia et al. 2022, sec. 2.3).
     """
     device = next(model.parameters()).device
     real = real if real is not None else load_dataset("digits", "all")
     net = feature_classifier(real.name, device=device)
     labels = class_balanced(per_class, model.config.num_classes)
     x_T = torch.randn(len(labels), *real.shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    samples = {w: guided_digits(model, schedule, labels.to(device), w, x_T, steps, interval) for w in weights}
+    samples = {w: guided_digits(model, schedule, labels.to(device), w, x_T, steps, interval, threshold)
+               for w in weights}
     rows = [score(samples[w], labels, real, net, seed) for w in weights]
     real_var = [float(of_class(real, c).images.var(0).mean()) for c in range(model.config.num_classes)]
     kept = {"labels": labels, "samples": samples} if keep_samples else {}
     return {"weights": list(weights), "per_class": per_class, "steps": steps, "rows": rows, "interval": interval,
+            "threshold": threshold,
             "real_pixel_var_by_class": real_var, **kept}
 
 
