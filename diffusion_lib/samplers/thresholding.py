@@ -30,7 +30,7 @@ PERCENTILE = 99.5        # p of Imagen's dynamic thresholding, diffusers' defaul
 def threshold_x0(x0_hat: torch.Tensor, percentile: float = PERCENTILE) -> torch.Tensor:
     """x0_hat clamped to [-s, s] and divided by s, s = max(1, percentile of |x0_hat|) per sample.
 
-    Imagen (Saharia et al. 2022), sec. 2.3; notebooks/09, eq. (5.1). x0_hat: (B, ...); percentile in
+    Imagen (Saharia et al. 2022), sec. 2.3; notebooks/09, eq. (5.2). x0_hat: (B, ...); percentile in
     (0, 100] (100: s is the largest |pixel|, the sample is only scaled). Returns a tensor like x0_hat
     with every value in [-1, 1]."""
     a = x0_hat.detach().abs().flatten(1)
