@@ -1,13 +1,14 @@
 """Tests of dynamic thresholding (diffusion_lib/samplers/thresholding.py; Imagen, Saharia et al. 2022, sec. 2.3;
 notebooks/09, sec. 5.3).
 
-What they check: threshold_x0 equals an independent NumPy computation (s = max(1, np.percentile(|x0|, p)) per
-sample, then clip to [-s, s] and divide by s) and leaves an x0_hat already inside [-1, 1] exactly as it is;
+What they check: threshold_x0 equals an independent NumPy computation (Omega = max(1, np.percentile(|x0|, p)) per
+sample, then clip to [-Omega, Omega] and divide by Omega) and leaves an x0_hat already inside [-1, 1] exactly as it is;
 thresholded(eps_model, schedule, p) returns an eps' whose predicted x_0 (DDIM eq. 9) is the thresholded one
 and whose value is eps itself where nothing needed thresholding; a model whose x0_hat overshoots drives DDIM
-far outside [-1, 1] but stays inside it once thresholded (the final DDIM step lands on x0_thr); it composes
-with guided() and with every sampler; `sample --threshold P` on the command line is the library's
-thresholded(guided(...)); bad percentiles and schedules give clear errors.
+far outside [-1, 1] but stays inside it once thresholded, with DDIM, DDPM and DPM-Solver++ of order 1 and 2
+(each one's last step lands on x0_thr); it composes with guided() and sample_images; `sample --threshold P`
+on the command line is the library's thresholded(guided(...)); bad percentiles and schedules give clear
+errors.
 
 All checks are deterministic (seeded, float64 where exact, one CPU thread): designed false-failure rate 0.
 """
@@ -57,10 +58,9 @@ def test_thresholded_eps_predicts_the_thresholded_x0():
     x = torch.randn(5, 1, 8, 8, generator=g, dtype=F64)
     big = 3.0 * torch.randn(5, 1, 8, 8, generator=g, dtype=F64)
     for t in (1, 10, 300, 999, 1000, torch.tensor([1, 50, 500, 900, 1000])):
-        wrapped = thresholded(lambda x_t, t_: big, SCHEDULE)
-        eps_thr = wrapped(x, t)
-        expected = threshold_x0(predict_x0(x, t, big, SCHEDULE))
-        assert torch.allclose(predict_x0(x, t, eps_thr, SCHEDULE), expected, rtol=0, atol=1e-9), t
+        eps_thr = thresholded(lambda x_t, t_: big, SCHEDULE)(x, t)
+        expected = numpy_threshold(predict_x0(x, t, big, SCHEDULE).numpy(), PERCENTILE)   # the NumPy oracle
+        assert np.allclose(predict_x0(x, t, eps_thr, SCHEDULE).numpy(), expected, rtol=0, atol=1e-9), t
     # where x0_hat is inside [-1, 1] already, eps' is eps (to rounding)
     x0_in = 0.5 * torch.rand(5, 1, 8, 8, generator=g, dtype=F64)
     ab = float(SCHEDULE.alpha_bars[400])
@@ -74,15 +74,18 @@ def overshooting(x_t, t):
     return -2.0 * x_t
 
 
-def test_a_saturating_model_stays_in_range_once_thresholded():
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm1", "dpm2"])
+def test_a_saturating_model_stays_in_range_once_thresholded(sampler):
+    # Every sampler's last step goes to t = 0, where alpha_bar_0 = 1, and returns its x0 prediction
+    # (DDIM eq. 12; DDPM's mu_tilde at t = 1 with no noise; DPM-Solver++'s first-order last step), which
+    # thresholding put inside [-1, 1].
     x_T = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(2), dtype=F64)
-    raw = ddim_sample(overshooting, None, SCHEDULE, steps=20, x_T=x_T)
-    assert float(raw.abs().max()) > 2             # the test can fail: without thresholding it saturates
-    done = ddim_sample(thresholded(overshooting, SCHEDULE), None, SCHEDULE, steps=20, x_T=x_T)
-    assert float(done.abs().max()) <= 1 + 1e-9    # DDIM's last step (t_prev = 0, alpha_bar_0 = 1) lands on x0_thr
-    for sampler in (lambda m: dpm_solver_sample(m, None, SCHEDULE, steps=10, x_T=x_T),
-                    lambda m: ddpm_sample(m, None, SCHEDULE, x_T=x_T, generator=torch.Generator().manual_seed(3))):
-        assert bool(torch.isfinite(sampler(thresholded(overshooting, SCHEDULE))).all())
+    run = {"ddim": lambda m: ddim_sample(m, None, SCHEDULE, steps=20, x_T=x_T),
+           "ddpm": lambda m: ddpm_sample(m, None, SCHEDULE, x_T=x_T, generator=torch.Generator().manual_seed(3)),
+           "dpm1": lambda m: dpm_solver_sample(m, None, SCHEDULE, steps=10, order=1, x_T=x_T),
+           "dpm2": lambda m: dpm_solver_sample(m, None, SCHEDULE, steps=10, order=2, x_T=x_T)}[sampler]
+    assert float(run(overshooting).abs().max()) > 2          # the test can fail: without thresholding it saturates
+    assert float(run(thresholded(overshooting, SCHEDULE)).abs().max()) <= 1 + 1e-9
 
 
 def conditional_unet(seed=0):

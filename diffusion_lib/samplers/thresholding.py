@@ -5,13 +5,14 @@ Imagen), sec. 2.3: with a large guidance weight the guided eps_tilde predicts an
 the data range [-1, 1]; the sampler then walks towards it, and the samples saturate. At every step,
 
     x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_tilde) / sqrt(alpha_bar_t)      DDIM eq. (9)
-    s      = max(1, the p-th percentile of |x0_hat| over one sample's pixels)
-    x0_thr = clamp(x0_hat, -s, s) / s                                          (Imagen, sec. 2.3)
+    Omega  = max(1, the p_thr-th percentile of |x0_hat| over one sample's pixels)
+    x0_thr = clamp(x0_hat, -Omega, Omega) / Omega                              (Imagen, sec. 2.3)
     eps'   = (x_t - sqrt(alpha_bar_t) x0_thr) / sqrt(1 - alpha_bar_t)          DDPM eq. (4)
 
 so that the sampler's step, which rebuilds x0_hat from eps' by eq. (9), moves towards x0_thr: x0_hat
-inside [-1, 1] is left as it is (s = 1), one that overshoots is clipped at its p-th percentile and
-scaled back into [-1, 1]. Static thresholding is s = 1 always (a plain clamp). notebooks/09, sec. 5.3.
+inside [-1, 1] is left as it is (Omega = 1), one that overshoots is clipped at its p_thr-th percentile
+and scaled back into [-1, 1]. Static thresholding is Omega = 1 always (a plain clamp). notebooks/09,
+eq. (5.2); the symbols are notebook 00's (Imagen writes s for Omega and p for p_thr).
 As a wrapper of the (x_t, t) -> eps callable, it works with every eps-sampler unchanged.
 """
 from __future__ import annotations
@@ -24,20 +25,20 @@ from torch import nn
 from ..process.posterior import predict_eps, predict_x0
 from ..process.schedules import Schedule
 
-PERCENTILE = 99.5        # p of Imagen's dynamic thresholding, diffusers' default (dynamic_thresholding_ratio 0.995)
+PERCENTILE = 99.5        # p_thr of Imagen's dynamic thresholding, diffusers' default (dynamic_thresholding_ratio 0.995)
 
 
 def threshold_x0(x0_hat: torch.Tensor, percentile: float = PERCENTILE) -> torch.Tensor:
-    """x0_hat clamped to [-s, s] and divided by s, s = max(1, percentile of |x0_hat|) per sample.
+    """x0_hat clamped to [-Omega, Omega] and divided by Omega, Omega = max(1, percentile of |x0_hat|) per sample.
 
     Imagen (Saharia et al. 2022), sec. 2.3; notebooks/09, eq. (5.2). x0_hat: (B, ...); percentile in
-    (0, 100] (100: s is the largest |pixel|, the sample is only scaled). Returns a tensor like x0_hat
+    (0, 100] (100: Omega is the largest |pixel|, the sample is only scaled). Returns a tensor like x0_hat
     with every value in [-1, 1]."""
     a = x0_hat.detach().abs().flatten(1)
     a = a if a.dtype in (torch.float32, torch.float64) else a.float()            # quantile needs one of these
-    s = torch.quantile(a, percentile / 100, dim=1)
-    s = s.clamp(min=1).to(x0_hat.dtype).reshape(-1, *([1] * (x0_hat.ndim - 1)))
-    return torch.maximum(torch.minimum(x0_hat, s), -s) / s
+    omega = torch.quantile(a, percentile / 100, dim=1).clamp(min=1)
+    omega = omega.to(x0_hat.dtype).reshape(-1, *([1] * (x0_hat.ndim - 1)))
+    return torch.maximum(torch.minimum(x0_hat, omega), -omega) / omega
 
 
 class Thresholded(nn.Module):
